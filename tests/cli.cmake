@@ -1,0 +1,11 @@
+# CLI behaviour: bad arguments give a clear message and a non-zero exit.
+add_test(NAME cli_generate_help COMMAND hubkv-generate --help)
+set_tests_properties(cli_generate_help PROPERTIES PASS_REGULAR_EXPRESSION "usage: hubkv-generate")
+add_test(NAME cli_generate_missing_args COMMAND hubkv-generate --prompt hi)
+set_tests_properties(cli_generate_missing_args PROPERTIES WILL_FAIL TRUE)
+add_test(NAME cli_generate_bad_model COMMAND hubkv-generate --model /nonexistent/model.gguf --prompt hi)
+set_tests_properties(cli_generate_bad_model PROPERTIES WILL_FAIL TRUE)
+add_test(NAME cli_generate_bad_model_msg COMMAND sh -c "$<TARGET_FILE:hubkv-generate> --model /nonexistent/model.gguf --prompt hi 2>&1; true")
+set_tests_properties(cli_generate_bad_model_msg PROPERTIES PASS_REGULAR_EXPRESSION "/nonexistent/model.gguf")
+add_test(NAME cli_generate_bad_max_new COMMAND sh -c "$<TARGET_FILE:hubkv-generate> --model x --prompt hi --max-new zero 2>&1; true")
+set_tests_properties(cli_generate_bad_max_new PROPERTIES PASS_REGULAR_EXPRESSION "--max-new: expected an integer")
