@@ -84,6 +84,8 @@ void hkm_st_free(hkm_st *st);
 hkm_status hkm_st_info(const hkm_st *st, const char *name, hkm_tensor_info *info, hkm_err *err);
 /* Convert a tensor to fp32; n must equal its element count. */
 hkm_status hkm_st_read_f32(const hkm_st *st, const char *name, float *dst, size_t n, hkm_err *err);
+/* Path of the file holding a tensor (for messages), or NULL if absent. */
+const char *hkm_st_file(const hkm_st *st, const char *name);
 
 /* ---------------------------------------------------------------- GGUF */
 
@@ -145,6 +147,7 @@ typedef struct {
     int *added_special;  /* (n_added) 1 if special (skipped by decode skip_special) */
     int32_t bos_id, eos_id; /* -1 if none */
     int add_bos;         /* prepend BOS by default */
+    int ignore_merges;   /* a pre-token that is itself in the vocab maps directly (Llama-3) */
 } hkm_tok_spec;
 
 void hkm_tok_spec_clear(hkm_tok_spec *s);
