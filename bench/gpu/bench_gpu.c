@@ -1,0 +1,126 @@
+/* hubkv GPU benchmark: prefill tokens/s at given lengths (chunked by
+ * max_chunk), decode tokens/s at batch 1 after a context, peak device memory,
+ * plus the measured cuBLAS bf16 GEMM rate and device copy bandwidth to put
+ * them against. Prints one "key value" per line for bench_peer.py.
+ * usage: hubkv_bench_gpu MODEL_PATH [--prefill N]... [--decode CTX] [--chunk C] */
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "hubkv_cuda.h"
+
+#define DIE(...) do { fprintf(stderr, __VA_ARGS__); fprintf(stderr, "\n"); exit(1); } while (0)
+#define CU(call) do { cudaError_t e_ = (call); if (e_ != cudaSuccess) \
+    DIE("%s:%d: %s: %s", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); } while (0)
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* bf16 GEMM rate (TFLOP/s) of an 8192^3 product, fp32 accumulate. */
+static double gemm_rate(void) {
+    int N = 8192;
+    void *a, *b, *c;
+    CU(cudaMalloc(&a, (size_t)N * N * 2)); CU(cudaMalloc(&b, (size_t)N * N * 2));
+    CU(cudaMalloc(&c, (size_t)N * N * 2));
+    CU(cudaMemset(a, 0, (size_t)N * N * 2)); CU(cudaMemset(b, 0, (size_t)N * N * 2));
+    cublasHandle_t h;
+    if (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS) DIE("cublasCreate failed");
+    float al = 1, be = 0;
+    double t = 0;
+    for (int it = 0; it < 12; it++) {
+        if (it == 2) { CU(cudaDeviceSynchronize()); t = now(); }
+        if (cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, N, N, N, &al, a, CUDA_R_16BF, N, b, CUDA_R_16BF,
+                         N, &be, c, CUDA_R_16BF, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) !=
+            CUBLAS_STATUS_SUCCESS) DIE("cublasGemmEx failed");
+    }
+    CU(cudaDeviceSynchronize());
+    t = now() - t;
+    cublasDestroy(h);
+    cudaFree(a), cudaFree(b), cudaFree(c);
+    return 10.0 * 2.0 * N * (double)N * N / t / 1e12;
+}
+
+/* Device-to-device copy bandwidth, GB/s (read + write bytes). */
+static double copy_bw(void) {
+    size_t n = (size_t)1 << 30;
+    void *a, *b;
+    CU(cudaMalloc(&a, n)); CU(cudaMalloc(&b, n));
+    CU(cudaMemcpy(b, a, n, cudaMemcpyDeviceToDevice));
+    CU(cudaDeviceSynchronize());
+    double t = now();
+    for (int i = 0; i < 10; i++) CU(cudaMemcpy(b, a, n, cudaMemcpyDeviceToDevice));
+    CU(cudaDeviceSynchronize());
+    t = now() - t;
+    cudaFree(a), cudaFree(b);
+    return 10.0 * 2.0 * n / t / 1e9;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) DIE("usage: %s MODEL [--prefill N]... [--decode CTX] [--chunk C]", argv[0]);
+    int pre[8], npre = 0, dctx = 8192, chunk = 8192, ndec = 64;
+    for (int i = 2; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--prefill") && npre < 8) pre[npre++] = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--decode")) dctx = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--chunk")) chunk = atoi(argv[i + 1]);
+        else DIE("unknown option %s", argv[i]);
+    }
+    if (!npre) pre[npre++] = 2048, pre[npre++] = 8192;
+    printf("gemm_bf16_tflops %.1f\ncopy_gbps %.0f\n", gemm_rate(), copy_bw());
+    hkm_err err = {{0}};
+    hkm_model *m = NULL;
+    if (hkm_model_load(argv[1], &m, &err) != HKM_OK) DIE("load: %s", err.msg);
+    const hkm_config *c = hkm_model_config(m);
+    int maxctx = dctx + ndec;
+    for (int i = 0; i < npre; i++) maxctx = pre[i] > maxctx ? pre[i] : maxctx;
+    hkm_gpu_plan_bytes plan;
+    if (hkm_gpu_plan(c, maxctx, chunk, &plan, &err) != HKM_OK) DIE("plan: %s", err.msg);
+    printf("plan_bytes %zu\n", plan.total);
+    hkm_gpu_model *g = NULL;
+    hkm_gpu_cache *kc = NULL;
+    if (hkm_gpu_model_upload(m, chunk, &g, &err) != HKM_OK) DIE("upload: %s", err.msg);
+    if (hkm_gpu_cache_create(g, maxctx, &kc, &err) != HKM_OK) DIE("cache: %s", err.msg);
+    int32_t *ids = malloc((size_t)maxctx * 4);
+    for (int i = 0; i < maxctx; i++) ids[i] = (i * 7919 + 13) % c->vocab_size;
+    float *logits = malloc((size_t)c->vocab_size * 4);
+    for (int i = 0; i < npre; i++) {
+        double best = 1e30;
+        for (int rep = 0; rep < 3; rep++) { /* first rep warms up cuBLAS */
+            hkm_gpu_cache_reset(kc);
+            double t = now();
+            for (int s = 0; s < pre[i]; s += chunk) {
+                int k = pre[i] - s < chunk ? pre[i] - s : chunk;
+                if (hkm_gpu_forward(g, kc, ids + s, k, s + k == pre[i] ? HKM_LOGITS_LAST : HKM_LOGITS_NONE,
+                                    logits, NULL, &err) != HKM_OK) DIE("prefill: %s", err.msg);
+            }
+            t = now() - t;
+            if (rep && t < best) best = t;
+        }
+        printf("prefill_%d_tok_s %.0f\n", pre[i], pre[i] / best);
+    }
+    hkm_gpu_cache_reset(kc);
+    for (int s = 0; s < dctx; s += chunk) {
+        int k = dctx - s < chunk ? dctx - s : chunk;
+        if (hkm_gpu_forward(g, kc, ids + s, k, HKM_LOGITS_NONE, NULL, NULL, &err) != HKM_OK)
+            DIE("decode context: %s", err.msg);
+    }
+    double t = now();
+    for (int s = 0; s < ndec; s++)
+        if (hkm_gpu_forward(g, kc, ids + dctx + s, 1, HKM_LOGITS_LAST, logits, NULL, &err) != HKM_OK)
+            DIE("decode: %s", err.msg);
+    t = now() - t;
+    printf("decode_ctx %d\ndecode_tok_s %.1f\n", dctx, ndec / t);
+    printf("weights_bytes %zu\nkv_bytes_per_token_at_ctx %zu\n", plan.weights,
+           (size_t)2 * c->n_layers * c->n_kv_heads * c->head_dim * 2 * (size_t)dctx);
+    printf("peak_bytes %zu\n", hkm_gpu_model_peak_bytes(g));
+    hkm_gpu_cache_free(kc);
+    hkm_gpu_model_free(g);
+    hkm_model_free(m);
+    free(ids), free(logits);
+    return 0;
+}

@@ -1,0 +1,387 @@
+/* GPU forward pass: one call runs n new tokens through every layer (a prefill
+ * chunk or a decode step), appends their K/V to the cache, serves the capture
+ * hooks and returns logits; plus greedy generation on top of it. */
+#include "hkg_host.h"
+
+#include <string.h>
+
+/* ---------------------------------------------------------------- products */
+
+/* Y (n, out) fp32 = X (n, in) bf16 . W^T, W (out, in) bf16 row-major;
+ * beta = 1 adds into Y (the residual stream). */
+static hkm_status gemm(hkm_gpu_model *g, const hkg_bf16 *W, int out, int in, const hkg_bf16 *X,
+                       int n, float *Y, float beta, hkm_err *err) {
+    const float alpha = 1.0f;
+    HKG_BLAS(cublasGemmEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &alpha, W, CUDA_R_16BF,
+                          in, X, CUDA_R_16BF, in, &beta, Y, CUDA_R_32F, out, CUBLAS_COMPUTE_32F,
+                          CUBLAS_GEMM_DEFAULT),
+             err);
+    return HKM_OK;
+}
+
+/* ---------------------------------------------------------------- per call */
+
+/* What one forward call needs besides the model and the cache. */
+typedef struct {
+    int n, pos0, qkvw;
+    const hkm_gpu_capture *cap;
+    /* host capture buffers (NULL when not asked) */
+    float *h_hidden; /* (n, d) */
+    float *h_qkv;    /* (n, qkvw) */
+    float *h_q, *h_k, *h_v; /* (H, n, hd), (KV, n, hd) x2 */
+    float *h_probs;  /* (H, n_rows, nk_max) */
+    float *h_colmax, *h_colsum; /* (H, nk_max) */
+    int *n_keys;     /* (KV) */
+    int nk_max;
+} fwd_call;
+
+static void call_free(fwd_call *f) {
+    free(f->h_hidden); free(f->h_qkv); free(f->h_q); free(f->h_k); free(f->h_v);
+    free(f->h_probs); free(f->h_colmax); free(f->h_colsum); free(f->n_keys);
+}
+
+static int want_cap(const fwd_call *f) { return f->cap && f->cap->cap.fn; }
+static int want_stats(const fwd_call *f) {
+    return f->cap && f->cap->stats_fn && f->cap->stat_row1 > f->cap->stat_row0;
+}
+static int want_rows(const fwd_call *f) { return want_cap(f) && f->cap->cap.n_rows > 0; }
+
+/* Grow a device capture buffer to at least `need` elements of `elem` bytes. */
+static hkm_status grow(hkm_gpu_model *g, void **buf, size_t *cap, size_t need, size_t elem,
+                       const char *what, hkm_err *err) {
+    if (*cap >= need) return HKM_OK;
+    hkg_free(g, *buf, *cap * elem);
+    *buf = NULL;
+    *cap = 0;
+    HKM_TRY(hkg_malloc(g, buf, need * elem, what, err));
+    *cap = need;
+    return HKM_OK;
+}
+
+/* Column statistics buffers: colmax and colsum grow together. */
+static hkm_status grow_stats(hkm_gpu_model *g, size_t need, hkm_err *err) {
+    if (g->cs_cap >= need) return HKM_OK;
+    hkg_free(g, g->colmax, g->cs_cap * 4);
+    hkg_free(g, g->colsum, g->cs_cap * 4);
+    g->colmax = g->colsum = NULL;
+    g->cs_cap = 0;
+    HKM_TRY(hkg_malloc(g, (void **)&g->colmax, need * 4, "attention column max", err));
+    HKM_TRY(hkg_malloc(g, (void **)&g->colsum, need * 4, "attention column sum", err));
+    g->cs_cap = need;
+    return HKM_OK;
+}
+
+static hkm_status call_setup(hkm_gpu_model *g, const hkm_gpu_cache *c, fwd_call *f,
+                             hkm_err *err) {
+    const hkm_config *cf = &g->cfg;
+    size_t n = f->n, H = cf->n_heads, KV = cf->n_kv_heads, hd = cf->head_dim;
+    if (!want_cap(f) && !want_stats(f)) return HKM_OK;
+    f->n_keys = calloc(KV, sizeof *f->n_keys);
+    if (!f->n_keys) return hkm_fail(err, HKM_ERR_NOMEM, "GPU forward: no host memory");
+    if (want_cap(f) && f->cap->cap.want_hidden) f->h_hidden = malloc(n * cf->d_model * 4);
+    if (want_cap(f) && f->cap->cap.want_qkv) {
+        f->h_qkv = malloc(n * f->qkvw * 4);
+        f->h_q = malloc(H * n * hd * 4);
+        f->h_k = malloc(KV * n * hd * 4);
+        f->h_v = malloc(KV * n * hd * 4);
+        if (!f->h_qkv || !f->h_q || !f->h_k || !f->h_v)
+            return hkm_fail(err, HKM_ERR_NOMEM, "GPU forward: no host memory for q/k/v capture");
+    }
+    if (want_cap(f) && f->cap->cap.want_hidden && !f->h_hidden)
+        return hkm_fail(err, HKM_ERR_NOMEM, "GPU forward: no host memory for hidden capture");
+    /* The widest key list any layer can have in this call. */
+    int nk_max = 1;
+    for (int i = 0; i < c->n_layers * c->n_kv; i++)
+        if (c->h_len[i] + f->n > nk_max) nk_max = c->h_len[i] + f->n;
+    f->nk_max = nk_max;
+    if (want_rows(f)) {
+        int nr = f->cap->cap.n_rows;
+        HKM_TRY(grow(g, (void **)&g->probs, &g->probs_cap, H * nr * (size_t)nk_max, 4,
+                     "captured attention probabilities", err));
+        size_t rc = (size_t)g->rows_cap;
+        HKM_TRY(grow(g, (void **)&g->rows, &rc, (size_t)nr, 4, "captured row indices", err));
+        g->rows_cap = (int)rc;
+        HKG_CUDA(cudaMemcpyAsync(g->rows, f->cap->cap.rows, (size_t)nr * 4,
+                                 cudaMemcpyHostToDevice, g->stream), err);
+        f->h_probs = malloc(H * nr * (size_t)nk_max * 4);
+        if (!f->h_probs) return hkm_fail(err, HKM_ERR_NOMEM, "GPU forward: no host memory for "
+                                         "%zu probabilities", H * nr * (size_t)nk_max);
+    }
+    if (want_stats(f)) {
+        HKM_TRY(grow_stats(g, H * (size_t)nk_max, err));
+        if (f->cap->stats_to_host) {
+            f->h_colmax = malloc(H * (size_t)nk_max * 4);
+            f->h_colsum = malloc(H * (size_t)nk_max * 4);
+            if (!f->h_colmax || !f->h_colsum)
+                return hkm_fail(err, HKM_ERR_NOMEM, "GPU forward: no host memory for stats");
+        }
+    }
+    return HKM_OK;
+}
+
+/* ---------------------------------------------------------------- checks */
+
+static hkm_status check_call(const hkm_gpu_model *g, const hkm_gpu_cache *c, const int32_t *ids,
+                             int n, hkm_logits_mode mode, const float *logits,
+                             const hkm_gpu_capture *cap, hkm_err *err) {
+    if (!g || !c || !ids || n <= 0 || n > g->max_chunk)
+        return hkm_fail(err, HKM_ERR_ARG, "hkm_gpu_forward: need model, cache, ids and "
+                        "1 <= n <= max_chunk %d (got n = %d)", g ? g->max_chunk : 0, n);
+    if (c->g != g)
+        return hkm_fail(err, HKM_ERR_ARG, "hkm_gpu_forward: the cache was made for another model");
+    if (mode != HKM_LOGITS_NONE && mode != HKM_LOGITS_LAST && mode != HKM_LOGITS_ALL)
+        return hkm_fail(err, HKM_ERR_ARG, "hkm_gpu_forward: logits mode %d unknown", (int)mode);
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= g->cfg.vocab_size)
+            return hkm_fail(err, HKM_ERR_ARG, "hkm_gpu_forward: ids[%d] = %d, expected "
+                            "0..%d", i, ids[i], g->cfg.vocab_size - 1);
+    for (int i = 0; i < c->n_layers * c->n_kv; i++)
+        if (c->h_len[i] + n > c->cap)
+            return hkm_fail(err, HKM_ERR_ARG, "hkm_gpu_forward: layer %d kv head %d holds %d "
+                            "entries, + %d new exceeds the capacity %d", i / c->n_kv,
+                            i % c->n_kv, c->h_len[i], n, c->cap);
+    if (!cap) return HKM_OK;
+    const hkm_capture *k = &cap->cap;
+    if (k->fn && k->n_rows > 0) {
+        if (!k->rows)
+            return hkm_fail(err, HKM_ERR_ARG, "hkm_gpu_forward: capture n_rows %d without rows",
+                            k->n_rows);
+        for (int i = 0; i < k->n_rows; i++)
+            if (k->rows[i] < 0 || k->rows[i] >= n || (i > 0 && k->rows[i] <= k->rows[i - 1]))
+                return hkm_fail(err, HKM_ERR_ARG, "hkm_gpu_forward: capture rows[%d] = %d, "
+                                "expected increasing indices in [0, %d)", i, k->rows[i], n);
+    }
+    if (cap->stats_fn && (cap->stat_row0 < 0 || cap->stat_row1 > n || cap->stat_row0 > cap->stat_row1))
+        return hkm_fail(err, HKM_ERR_ARG, "hkm_gpu_forward: stat rows [%d, %d), expected a "
+                        "range within [0, %d)", cap->stat_row0, cap->stat_row1, n);
+    return HKM_OK;
+}
+
+/* ---------------------------------------------------------------- capture */
+
+/* (n, slots*hd) rows -> (slots, n, hd), slots starting at slot0. */
+static void heads_major(const float *src, int n, int width, int slot0, int slots, int hd,
+                        float *dst) {
+    for (int s = 0; s < slots; s++)
+        for (int t = 0; t < n; t++)
+            memcpy(dst + ((size_t)s * n + t) * hd, src + (size_t)t * width + (size_t)(slot0 + s) * hd,
+                   (size_t)hd * 4);
+}
+
+static hkm_status run_capture(hkm_gpu_model *g, const hkm_gpu_cache *c, fwd_call *f, int l,
+                              const hkg_attn_args *a, hkm_err *err) {
+    const hkm_config *cf = &g->cfg;
+    int H = cf->n_heads, KV = cf->n_kv_heads, hd = cf->head_dim;
+    cudaStream_t s = g->stream;
+    int nk = 1; /* row stride of this layer's arrays, as the CPU engine uses */
+    for (int h = 0; h < KV; h++) {
+        f->n_keys[h] = c->h_len[l * KV + h] + f->n;
+        if (f->n_keys[h] > nk) nk = f->n_keys[h];
+    }
+    if (want_rows(f)) {
+        int nr = f->cap->cap.n_rows;
+        HKG_CUDA(hkg_attn_probs(a, g->lse, g->rows, nr, nk, g->probs, s), err);
+        HKG_CUDA(cudaMemcpyAsync(f->h_probs, g->probs, (size_t)H * nr * nk * 4,
+                                 cudaMemcpyDeviceToHost, s), err);
+    }
+    if (want_stats(f))
+        HKG_CUDA(hkg_attn_colstats(a, g->lse, f->cap->stat_row0, f->cap->stat_row1, nk,
+                                   g->colmax, g->colsum, s), err);
+    HKG_CUDA(cudaStreamSynchronize(s), err);
+    if (want_cap(f)) {
+        hkm_layer_capture lc = {0};
+        lc.layer = l;
+        lc.n = f->n;
+        lc.pos0 = f->pos0;
+        lc.hidden = f->h_hidden;
+        if (f->h_qkv) {
+            heads_major(f->h_qkv, f->n, f->qkvw, 0, H, hd, f->h_q);
+            heads_major(f->h_qkv, f->n, f->qkvw, H, KV, hd, f->h_k);
+            heads_major(f->h_qkv, f->n, f->qkvw, H + KV, KV, hd, f->h_v);
+            lc.q = f->h_q;
+            lc.k = f->h_k;
+            lc.v = f->h_v;
+        }
+        if (want_rows(f)) {
+            lc.n_rows = f->cap->cap.n_rows;
+            lc.rows = f->cap->cap.rows;
+            lc.n_keys_max = nk;
+            lc.n_keys = f->n_keys;
+            lc.probs = f->h_probs;
+        }
+        f->cap->cap.fn(f->cap->cap.user, &lc);
+    }
+    if (want_stats(f)) {
+        hkm_gpu_layer_stats st = {l, f->n, f->pos0, H, KV, f->cap->stat_row0, f->cap->stat_row1,
+                                  nk, f->n_keys, g->colmax, g->colsum, NULL, NULL};
+        if (f->h_colmax) {
+            size_t bytes = (size_t)H * nk * 4;
+            HKG_CUDA(cudaMemcpy(f->h_colmax, g->colmax, bytes, cudaMemcpyDeviceToHost), err);
+            HKG_CUDA(cudaMemcpy(f->h_colsum, g->colsum, bytes, cudaMemcpyDeviceToHost), err);
+            st.colmax = f->h_colmax;
+            st.colsum = f->h_colsum;
+        }
+        f->cap->stats_fn(f->cap->stats_user, &st);
+    }
+    return HKM_OK;
+}
+
+/* ---------------------------------------------------------------- layers */
+
+static hkm_status attention(hkm_gpu_model *g, hkm_gpu_cache *c, fwd_call *f, int l,
+                            const hkg_layer *L, hkm_err *err) {
+    const hkm_config *cf = &g->cfg;
+    int n = f->n, H = cf->n_heads, KV = cf->n_kv_heads, hd = cf->head_dim, w = f->qkvw;
+    cudaStream_t s = g->stream;
+    const int32_t *len = c->d_len + (size_t)l * KV;
+    HKM_TRY(gemm(g, L->wqkv, w, cf->d_model, g->xn, n, g->qkv, 0.0f, err));
+    if (L->bqkv) HKG_CUDA(hkg_add_bias(g->qkv, L->bqkv, n, w, s), err);
+    if (L->q_norm) {
+        HKG_CUDA(hkg_head_rmsnorm(g->qkv, n, H, w, hd, L->q_norm, cf->rms_eps, s), err);
+        HKG_CUDA(hkg_head_rmsnorm(g->qkv + (size_t)H * hd, n, KV, w, hd, L->k_norm,
+                                  cf->rms_eps, s), err);
+    }
+    HKG_CUDA(hkg_rope(g->qkv, n, H + KV, w, hd, f->pos0, g->inv_freq, s), err);
+    if (f->h_qkv)
+        HKG_CUDA(cudaMemcpyAsync(f->h_qkv, g->qkv, (size_t)n * w * 4, cudaMemcpyDeviceToHost, s),
+                 err);
+    HKG_CUDA(hkg_qkv_scatter(g->qkv, n, H, KV, hd, g->q, c->k[l], c->v[l], c->d_off, len, s),
+             err);
+    hkg_attn_args a = {g->q, c->k[l], c->v[l], c->d_off, len, n, H, KV, hd,
+                       1.0f / sqrtf((float)hd)};
+    if (n == 1) {
+        int mk = 1;
+        for (int h = 0; h < KV; h++)
+            if (c->h_len[l * KV + h] + 1 > mk) mk = c->h_len[l * KV + h] + 1;
+        HKG_CUDA(hkg_attn_decode(&a, mk, g->dec_part, g->attn, g->lse, s), err);
+    } else {
+        HKG_CUDA(hkg_attn_prefill(&a, g->attn, g->lse, s), err);
+    }
+    if (want_cap(f) || want_stats(f)) HKM_TRY(run_capture(g, c, f, l, &a, err));
+    return gemm(g, L->wo, cf->d_model, H * hd, g->attn, n, g->x, 1.0f, err);
+}
+
+static hkm_status mlp(hkm_gpu_model *g, int n, const hkg_layer *L, hkm_err *err) {
+    const hkm_config *cf = &g->cfg;
+    HKG_CUDA(hkg_rmsnorm(g->x, NULL, L->ffn_norm, n, cf->d_model, cf->rms_eps, g->xn, g->stream),
+             err);
+    HKM_TRY(gemm(g, L->wgu, 2 * cf->d_ff, cf->d_model, g->xn, n, g->gu, 0.0f, err));
+    HKG_CUDA(hkg_swiglu(g->gu, n, cf->d_ff, g->xn, g->stream), err);
+    return gemm(g, L->wdown, cf->d_model, cf->d_ff, g->xn, n, g->x, 1.0f, err);
+}
+
+static hkm_status layer(hkm_gpu_model *g, hkm_gpu_cache *c, fwd_call *f, int l, hkm_err *err) {
+    const hkm_config *cf = &g->cfg;
+    const hkg_layer *L = &g->layers[l];
+    if (f->h_hidden)
+        HKG_CUDA(cudaMemcpyAsync(f->h_hidden, g->x, (size_t)f->n * cf->d_model * 4,
+                                 cudaMemcpyDeviceToHost, g->stream), err);
+    HKG_CUDA(hkg_rmsnorm(g->x, NULL, L->attn_norm, f->n, cf->d_model, cf->rms_eps, g->xn,
+                         g->stream), err);
+    HKM_TRY(attention(g, c, f, l, L, err));
+    return mlp(g, f->n, L, err);
+}
+
+/* Logits of rows [r0, r0 + nr) of x into g->logits (nr <= HKG_LOGIT_ROWS). */
+static hkm_status head_rows(hkm_gpu_model *g, int r0, int nr, hkm_err *err) {
+    const hkm_config *cf = &g->cfg;
+    HKG_CUDA(hkg_rmsnorm(g->x + (size_t)r0 * cf->d_model, NULL, g->out_norm, nr, cf->d_model,
+                         cf->rms_eps, g->xn, g->stream), err);
+    return gemm(g, g->lm_head, cf->vocab_size, cf->d_model, g->xn, nr, g->logits, 0.0f, err);
+}
+
+static hkm_status logits_out(hkm_gpu_model *g, int n, hkm_logits_mode mode, float *logits,
+                             hkm_err *err) {
+    size_t V = g->cfg.vocab_size;
+    if (mode == HKM_LOGITS_NONE) return HKM_OK;
+    int r0 = mode == HKM_LOGITS_LAST ? n - 1 : 0;
+    for (int r = r0; r < n; r += HKG_LOGIT_ROWS) {
+        int nr = n - r < HKG_LOGIT_ROWS ? n - r : HKG_LOGIT_ROWS;
+        HKM_TRY(head_rows(g, r, nr, err));
+        if (logits)
+            HKG_CUDA(cudaMemcpyAsync(logits + (size_t)(r - r0) * V, g->logits, (size_t)nr * V * 4,
+                                     cudaMemcpyDeviceToHost, g->stream), err);
+    }
+    return HKM_OK;
+}
+
+/* ---------------------------------------------------------------- forward */
+
+/* logits == NULL with LOGITS_LAST leaves the last row in g->logits. */
+static hkm_status forward(hkm_gpu_model *g, hkm_gpu_cache *c, const int32_t *ids, int n,
+                          hkm_logits_mode mode, float *logits, const hkm_gpu_capture *cap,
+                          hkm_err *err) {
+    const hkm_config *cf = &g->cfg;
+    fwd_call f = {0};
+    f.n = n;
+    f.pos0 = c->next_pos;
+    f.qkvw = (cf->n_heads + 2 * cf->n_kv_heads) * cf->head_dim;
+    f.cap = cap;
+    hkm_status st = call_setup(g, c, &f, err);
+    if (st == HKM_OK) {
+        cudaError_t e = cudaMemcpyAsync(g->ids, ids, (size_t)n * 4, cudaMemcpyHostToDevice,
+                                        g->stream);
+        if (e == cudaSuccess) e = hkg_embed(g->tok_emb, g->ids, n, cf->d_model, g->x, g->stream);
+        if (e != cudaSuccess)
+            st = hkm_fail(err, HKM_ERR_IO, "%s:%d: CUDA: embedding: %s", __FILE__, __LINE__,
+                          cudaGetErrorString(e));
+    }
+    for (int l = 0; st == HKM_OK && l < cf->n_layers; l++) st = layer(g, c, &f, l, err);
+    if (st == HKM_OK) st = logits_out(g, n, mode, logits, err);
+    call_free(&f);
+    if (st != HKM_OK) return st; /* the cache is unchanged: lengths were not advanced */
+    for (int i = 0; i < c->n_layers * c->n_kv; i++) {
+        int32_t *pos = c->h_pos + (size_t)i * c->cap + c->h_len[i];
+        for (int t = 0; t < n; t++) pos[t] = c->next_pos + t;
+        c->h_len[i] += n;
+    }
+    c->next_pos += n;
+    HKG_CUDA(cudaMemcpyAsync(c->d_len, c->h_len, (size_t)c->n_layers * c->n_kv * 4,
+                             cudaMemcpyHostToDevice, g->stream), err);
+    HKG_CUDA(cudaStreamSynchronize(g->stream), err);
+    return HKM_OK;
+}
+
+hkm_status hkm_gpu_forward(hkm_gpu_model *g, hkm_gpu_cache *c, const int32_t *ids, int n,
+                           hkm_logits_mode mode, float *logits, const hkm_gpu_capture *cap,
+                           hkm_err *err) {
+    HKM_TRY(check_call(g, c, ids, n, mode, logits, cap, err));
+    if (mode != HKM_LOGITS_NONE && !logits)
+        return hkm_fail(err, HKM_ERR_ARG, "hkm_gpu_forward: logits mode %d needs a logits "
+                        "buffer", (int)mode);
+    return forward(g, c, ids, n, mode, logits, cap, err);
+}
+
+static hkm_status next_token(hkm_gpu_model *g, int32_t *tok, hkm_err *err) {
+    HKG_CUDA(hkg_argmax(g->logits, 1, g->cfg.vocab_size, g->amax, g->stream), err);
+    HKG_CUDA(cudaMemcpyAsync(tok, g->amax, 4, cudaMemcpyDeviceToHost, g->stream), err);
+    HKG_CUDA(cudaStreamSynchronize(g->stream), err);
+    return HKM_OK;
+}
+
+hkm_status hkm_gpu_generate_greedy(hkm_gpu_model *g, hkm_gpu_cache *c, const int32_t *prompt,
+                                   int n_prompt, int max_new, int32_t eos_id, int32_t *out,
+                                   int *n_out, hkm_err *err) {
+    if (!g || !c || !prompt || n_prompt <= 0 || max_new < 0 || (max_new > 0 && !out) || !n_out)
+        return hkm_fail(err, HKM_ERR_ARG, "hkm_gpu_generate_greedy: need model, cache, a "
+                        "non-empty prompt, out and n_out (n_prompt %d, max_new %d)", n_prompt,
+                        max_new);
+    *n_out = 0;
+    hkm_gpu_cache_reset(c);
+    for (int i = 0; i < n_prompt; i += g->max_chunk) {
+        int m = n_prompt - i < g->max_chunk ? n_prompt - i : g->max_chunk;
+        int last = i + m == n_prompt;
+        HKM_TRY(check_call(g, c, prompt + i, m, HKM_LOGITS_LAST, NULL, NULL, err));
+        HKM_TRY(forward(g, c, prompt + i, m, last ? HKM_LOGITS_LAST : HKM_LOGITS_NONE, NULL,
+                        NULL, err));
+    }
+    for (int k = 0; k < max_new; k++) {
+        int32_t tok;
+        HKM_TRY(next_token(g, &tok, err));
+        out[(*n_out)++] = tok;
+        if (tok == eos_id || k + 1 == max_new) break;
+        HKM_TRY(check_call(g, c, &tok, 1, HKM_LOGITS_LAST, NULL, NULL, err));
+        HKM_TRY(forward(g, c, &tok, 1, HKM_LOGITS_LAST, NULL, NULL, err));
+    }
+    return HKM_OK;
+}

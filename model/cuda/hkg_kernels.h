@@ -1,0 +1,106 @@
+/* Launchers of the GPU engine's kernels, callable from C (the engine and the
+ * kernel tests). Pointers are device memory unless named h_*. Every launcher
+ * checks the launch (cudaGetLastError) and returns its cudaError_t. */
+#ifndef HKG_KERNELS_H
+#define HKG_KERNELS_H
+
+#include <cuda_runtime_api.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef uint16_t hkg_bf16; /* bit pattern of a bfloat16 (same as __nv_bfloat16) */
+
+/* Largest head_dim the attention kernels handle. */
+#define HKG_MAX_HEAD_DIM 256
+
+/* ---------------------------------------------------------------- host bf16 */
+
+/* fp32 -> bf16, round to nearest even (NaN kept quiet). */
+static inline hkg_bf16 hkg_f2bf(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (hkg_bf16)((u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (hkg_bf16)(u >> 16);
+}
+static inline float hkg_bf2f(hkg_bf16 b) {
+    uint32_t u = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* ---------------------------------------------------------------- elementwise */
+
+/* x (n, d) fp32 = emb[ids[t]] (vocab, d) bf16. */
+cudaError_t hkg_embed(const hkg_bf16 *emb, const int32_t *ids, int n, int d, float *x,
+                      cudaStream_t s);
+/* If res != NULL: x += res first (in place). Then out (n, d) bf16 =
+ * x * rsqrt(mean(x^2) + eps) * w. */
+cudaError_t hkg_rmsnorm(float *x, const float *res, const float *w, int n, int d, float eps,
+                        hkg_bf16 *out, cudaStream_t s);
+/* In place on the heads of a row: x[t*row_stride + h*hd + i] for h < n_heads:
+ * per-head RMSNorm with weight w (hd) (Qwen3 q/k norm). */
+cudaError_t hkg_head_rmsnorm(float *x, int n, int n_heads, int row_stride, int hd,
+                             const float *w, float eps, cudaStream_t s);
+/* x[t*width + i] += b[i]. */
+cudaError_t hkg_add_bias(float *x, const float *b, int n, int width, cudaStream_t s);
+/* In place rotate_half RoPE on heads laid out as in hkg_head_rmsnorm; token t
+ * has position pos0 + t; inv_freq (hd/2). */
+cudaError_t hkg_rope(float *x, int n, int n_heads, int row_stride, int hd, int pos0,
+                     const float *inv_freq, cudaStream_t s);
+/* gu (n, 2*ff) = [gate | up] fp32 -> out (n, ff) bf16 = silu(gate) * up. */
+cudaError_t hkg_swiglu(const float *gu, int n, int ff, hkg_bf16 *out, cudaStream_t s);
+/* out[r] = index of the max of x[r*cols ..] (first on ties). */
+cudaError_t hkg_argmax(const float *x, int rows, int cols, int32_t *out, cudaStream_t s);
+/* Split qkv (n, (H + 2*KV)*hd) fp32 into q (H, n, hd) bf16 and append k, v to
+ * the cache: head h's new rows go to row off[h] + len[h] + t of kc, vc
+ * ((*, hd) bf16); off, len (KV) device arrays. */
+cudaError_t hkg_qkv_scatter(const float *qkv, int n, int H, int KV, int hd, hkg_bf16 *q,
+                            hkg_bf16 *kc, hkg_bf16 *vc, const int32_t *off,
+                            const int32_t *len, cudaStream_t s);
+/* dst[i] = src[keep[i]*hd ..] rows, for i < n_keep (rows of hd bf16). */
+cudaError_t hkg_gather_rows(const hkg_bf16 *src, const int32_t *keep, int n_keep, int hd,
+                            hkg_bf16 *dst, cudaStream_t s);
+
+/* ---------------------------------------------------------------- attention */
+
+/* Geometry shared by the attention kernels. The keys of query head h are the
+ * rows [off[kvh], off[kvh] + len[kvh] + n) of K/V with kvh = h / (H/KV):
+ * len[kvh] old cache entries followed by the n new tokens (already appended).
+ * New token t sees keys j < len[kvh] + t + 1. */
+typedef struct {
+    const hkg_bf16 *q;   /* (H, n, hd) */
+    const hkg_bf16 *k;   /* (*, hd) flattened cache of one layer */
+    const hkg_bf16 *v;   /* (*, hd) */
+    const int32_t *off;  /* (KV) */
+    const int32_t *len;  /* (KV) entries before this call */
+    int n, H, KV, hd;
+    float scale;         /* 1/sqrt(hd) */
+} hkg_attn_args;
+
+/* out (n, H*hd) bf16, lse (H, n) fp32: log-sum-exp of each row's scaled scores. */
+cudaError_t hkg_attn_prefill(const hkg_attn_args *a, hkg_bf16 *out, float *lse,
+                             cudaStream_t s);
+/* n == 1, split over keys. part: scratch of hkg_attn_decode_scratch floats. */
+size_t hkg_attn_decode_scratch(int H, int hd);
+cudaError_t hkg_attn_decode(const hkg_attn_args *a, int max_keys, float *part, hkg_bf16 *out,
+                            float *lse, cudaStream_t s);
+/* probs (H, n_rows, nk_max): p(row, j) = exp(score - lse), 0 where masked or
+ * j beyond the head's keys. rows (n_rows) device indices into this call. */
+cudaError_t hkg_attn_probs(const hkg_attn_args *a, const float *lse, const int32_t *rows,
+                           int n_rows, int nk_max, float *probs, cudaStream_t s);
+/* colmax, colsum (H, nk_max) over rows [r0, r1), as in hkm_gpu_layer_stats. */
+cudaError_t hkg_attn_colstats(const hkg_attn_args *a, const float *lse, int r0, int r1,
+                              int nk_max, float *colmax, float *colsum, cudaStream_t s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* HKG_KERNELS_H */

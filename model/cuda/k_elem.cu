@@ -1,0 +1,152 @@
+/* Element-wise kernels of the forward pass: embedding gather, bias, RoPE,
+ * SwiGLU, argmax, and the moves of q/k/v into the attention layouts. */
+#include "hkg_device.cuh"
+
+/* ---------------------------------------------------------------- embedding */
+
+static __global__ void embed_kernel(const bf16 *emb, const int32_t *ids, int d, float *x) {
+    const bf16 *src = emb + (size_t)ids[blockIdx.x] * d;
+    float *dst = x + (size_t)blockIdx.x * d;
+    for (int i = threadIdx.x; i < d; i += blockDim.x) dst[i] = bf2f(src[i]);
+}
+
+extern "C" cudaError_t hkg_embed(const hkg_bf16 *emb, const int32_t *ids, int n, int d,
+                                 float *x, cudaStream_t s) {
+    if (n <= 0) return cudaSuccess;
+    embed_kernel<<<n, 256, 0, s>>>((const bf16 *)emb, ids, d, x);
+    return HKG_LAUNCHED();
+}
+
+/* ---------------------------------------------------------------- bias */
+
+static __global__ void add_bias_kernel(float *x, const float *b, int width) {
+    float *row = x + (size_t)blockIdx.x * width;
+    for (int i = threadIdx.x; i < width; i += blockDim.x) row[i] += b[i];
+}
+
+extern "C" cudaError_t hkg_add_bias(float *x, const float *b, int n, int width,
+                                    cudaStream_t s) {
+    if (n <= 0) return cudaSuccess;
+    add_bias_kernel<<<n, 256, 0, s>>>(x, b, width);
+    return HKG_LAUNCHED();
+}
+
+/* ---------------------------------------------------------------- RoPE */
+
+/* One block per (token, head); rotate_half pairs dims i and i + hd/2 with
+ * angle (pos * inv_freq[i]) in fp32, as HF does. */
+static __global__ void rope_kernel(float *x, int row_stride, int hd, int pos0,
+                                   const float *inv_freq) {
+    float *p = x + (size_t)blockIdx.x * row_stride + (size_t)blockIdx.y * hd;
+    float pos = (float)(pos0 + (int)blockIdx.x);
+    int half = hd / 2;
+    for (int i = threadIdx.x; i < half; i += blockDim.x) {
+        float sn, cs;
+        sincosf(pos * inv_freq[i], &sn, &cs);
+        float a = p[i], b = p[i + half];
+        p[i] = a * cs - b * sn;
+        p[i + half] = b * cs + a * sn;
+    }
+}
+
+extern "C" cudaError_t hkg_rope(float *x, int n, int n_heads, int row_stride, int hd, int pos0,
+                                const float *inv_freq, cudaStream_t s) {
+    if (n <= 0 || n_heads <= 0) return cudaSuccess;
+    rope_kernel<<<dim3(n, n_heads), 64, 0, s>>>(x, row_stride, hd, pos0, inv_freq);
+    return HKG_LAUNCHED();
+}
+
+/* ---------------------------------------------------------------- SwiGLU */
+
+static __global__ void swiglu_kernel(const float *gu, int ff, bf16 *out) {
+    const float *g = gu + (size_t)blockIdx.x * 2 * ff, *u = g + ff;
+    bf16 *o = out + (size_t)blockIdx.x * ff;
+    for (int i = threadIdx.x; i < ff; i += blockDim.x) {
+        float a = g[i];
+        o[i] = f2bf(a / (1.0f + expf(-a)) * u[i]);
+    }
+}
+
+extern "C" cudaError_t hkg_swiglu(const float *gu, int n, int ff, hkg_bf16 *out,
+                                  cudaStream_t s) {
+    if (n <= 0) return cudaSuccess;
+    swiglu_kernel<<<n, 256, 0, s>>>(gu, ff, (bf16 *)out);
+    return HKG_LAUNCHED();
+}
+
+/* ---------------------------------------------------------------- argmax */
+
+/* One block (256 threads) per row; ties go to the lowest index. */
+static __global__ void argmax_kernel(const float *x, int cols, int32_t *out) {
+    __shared__ float sv[256];
+    __shared__ int si[256];
+    const float *row = x + (size_t)blockIdx.x * cols;
+    float bv = -INFINITY;
+    int bi = cols; /* cols = "none yet" */
+    for (int i = threadIdx.x; i < cols; i += blockDim.x)
+        if (row[i] > bv) { bv = row[i]; bi = i; }
+    sv[threadIdx.x] = bv;
+    si[threadIdx.x] = bi;
+    __syncthreads();
+    for (int st = blockDim.x / 2; st > 0; st >>= 1) {
+        if ((int)threadIdx.x < st) {
+            float ov = sv[threadIdx.x + st];
+            int oi = si[threadIdx.x + st];
+            if (ov > sv[threadIdx.x] || (ov == sv[threadIdx.x] && oi < si[threadIdx.x])) {
+                sv[threadIdx.x] = ov;
+                si[threadIdx.x] = oi;
+            }
+        }
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) out[blockIdx.x] = si[0] < cols ? si[0] : 0;
+}
+
+extern "C" cudaError_t hkg_argmax(const float *x, int rows, int cols, int32_t *out,
+                                  cudaStream_t s) {
+    if (rows <= 0) return cudaSuccess;
+    argmax_kernel<<<rows, 256, 0, s>>>(x, cols, out);
+    return HKG_LAUNCHED();
+}
+
+/* ---------------------------------------------------------------- layouts */
+
+/* One block per (token, head slot): slots [0, H) are q, [H, H+KV) k, then v. */
+static __global__ void qkv_scatter_kernel(const float *qkv, int n, int H, int KV, int hd,
+                                          bf16 *q, bf16 *kc, bf16 *vc, const int32_t *off,
+                                          const int32_t *len) {
+    int t = blockIdx.x, slot = blockIdx.y;
+    const float *src = qkv + ((size_t)t * (H + 2 * KV) + slot) * hd;
+    bf16 *dst;
+    if (slot < H) {
+        dst = q + ((size_t)slot * n + t) * hd;
+    } else {
+        int kvh = slot < H + KV ? slot - H : slot - H - KV;
+        bf16 *base = slot < H + KV ? kc : vc;
+        dst = base + ((size_t)off[kvh] + len[kvh] + t) * hd;
+    }
+    for (int i = threadIdx.x; i < hd; i += blockDim.x) dst[i] = f2bf(src[i]);
+}
+
+extern "C" cudaError_t hkg_qkv_scatter(const float *qkv, int n, int H, int KV, int hd,
+                                       hkg_bf16 *q, hkg_bf16 *kc, hkg_bf16 *vc,
+                                       const int32_t *off, const int32_t *len, cudaStream_t s) {
+    if (n <= 0) return cudaSuccess;
+    qkv_scatter_kernel<<<dim3(n, H + 2 * KV), 64, 0, s>>>(qkv, n, H, KV, hd, (bf16 *)q,
+                                                         (bf16 *)kc, (bf16 *)vc, off, len);
+    return HKG_LAUNCHED();
+}
+
+static __global__ void gather_rows_kernel(const bf16 *src, const int32_t *keep, int hd,
+                                          bf16 *dst) {
+    const bf16 *s = src + (size_t)keep[blockIdx.x] * hd;
+    bf16 *d = dst + (size_t)blockIdx.x * hd;
+    for (int i = threadIdx.x; i < hd; i += blockDim.x) d[i] = s[i];
+}
+
+extern "C" cudaError_t hkg_gather_rows(const hkg_bf16 *src, const int32_t *keep, int n_keep,
+                                       int hd, hkg_bf16 *dst, cudaStream_t s) {
+    if (n_keep <= 0) return cudaSuccess;
+    gather_rows_kernel<<<n_keep, 64, 0, s>>>((const bf16 *)src, keep, hd, (bf16 *)dst);
+    return HKG_LAUNCHED();
+}

@@ -1,0 +1,311 @@
+/* End to end: the GPU forward against the CPU engine (hkm_forward_cpu) on
+ * small random models of every supported kind, after chunked prefill and
+ * per-head eviction, with capture; then the tiny HF checkpoints and the
+ * default model (same greedy continuation).
+ * Tolerance: bf16 weights give ~0.4% relative error per product; over a few
+ * layers logits stay within 2e-2 of max |logit| (documented bound), and the
+ * argmax must agree on >= 90% of positions (ties within that bound excepted). */
+#include <math.h>
+#include <string.h>
+
+#include "hkm_internal.h"
+#include "hubkv_cuda.h"
+#include "test_cuda_util.h"
+
+#define LOGIT_TOL 2e-2f
+
+/* ---------------------------------------------------------------- random model */
+
+static hkm_model *random_model(hkm_arch arch, hkm_rope_type rope, int tied) {
+    hkm_model *m = calloc(1, sizeof *m);
+    hkm_config *c = &m->cfg;
+    c->arch = arch;
+    c->n_layers = 3, c->d_model = 128, c->n_heads = 4, c->n_kv_heads = 2, c->head_dim = 32;
+    c->d_ff = 256, c->vocab_size = 300, c->max_pos = 4096, c->rms_eps = 1e-5f;
+    c->rope_theta = 10000.0f, c->rope_type = rope, c->rope_factor = 8.0f;
+    c->rope_low_freq_factor = 1.0f, c->rope_high_freq_factor = 4.0f, c->rope_orig_max_pos = 64;
+    c->tie_embeddings = tied, c->qkv_bias = arch == HKM_ARCH_QWEN2, c->qk_norm = arch == HKM_ARCH_QWEN3;
+    c->bos_id = c->eos_id = -1;
+    size_t d = c->d_model, hd = c->head_dim, qd = c->n_heads * hd, kd = c->n_kv_heads * hd;
+    size_t ff = c->d_ff, V = c->vocab_size;
+    size_t per = 2 * qd * d + 2 * kd * d + 3 * ff * d + 2 * d + qd + 2 * kd + 2 * hd;
+    m->arena_floats = 2 * V * d + d + c->n_layers * per;
+    m->arena = malloc(m->arena_floats * 4);
+    m->layers = calloc(c->n_layers, sizeof *m->layers);
+    float *p = m->arena;
+#define TAKE(ptr, cnt, amp, base)                                                      \
+    do {                                                                               \
+        (ptr) = p;                                                                     \
+        fill(p, (cnt), (amp));                                                         \
+        for (size_t i_ = 0; i_ < (size_t)(cnt); i_++) p[i_] += (base);                 \
+        p += (cnt);                                                                    \
+    } while (0)
+    TAKE(m->tok_emb, V * d, 1.0f, 0.0f);
+    if (tied) {
+        m->lm_head = m->tok_emb;
+    } else {
+        TAKE(m->lm_head, V * d, 0.2f, 0.0f);
+    }
+    TAKE(m->out_norm, d, 0.2f, 1.0f);
+    for (int l = 0; l < c->n_layers; l++) {
+        hkm_layer *L = &m->layers[l];
+        float a = 0.15f; /* ~ 1/sqrt(d) keeps activations O(1) */
+        TAKE(L->attn_norm, d, 0.2f, 1.0f);
+        TAKE(L->wq, qd * d, a, 0);
+        TAKE(L->wk, kd * d, a, 0);
+        TAKE(L->wv, kd * d, a, 0);
+        TAKE(L->wo, d * qd, a, 0);
+        TAKE(L->ffn_norm, d, 0.2f, 1.0f);
+        TAKE(L->w_gate, ff * d, a, 0);
+        TAKE(L->w_up, ff * d, a, 0);
+        TAKE(L->w_down, d * ff, 0.1f, 0);
+        if (c->qkv_bias) {
+            TAKE(L->bq, qd, 0.5f, 0);
+            TAKE(L->bk, kd, 0.5f, 0);
+            TAKE(L->bv, kd, 0.5f, 0);
+        }
+        if (c->qk_norm) {
+            TAKE(L->q_norm, hd, 0.2f, 1.0f);
+            TAKE(L->k_norm, hd, 0.2f, 1.0f);
+        }
+    }
+#undef TAKE
+    return m;
+}
+
+/* ---------------------------------------------------------------- comparisons */
+
+/* rows x vocab logits: max error vs max |ref|, argmax agreement. */
+static void compare_logits(const char *what, const float *got, const float *ref, int rows, int V) {
+    float mx = 0, err = 0;
+    int same = 0, nan = 0;
+    for (int r = 0; r < rows; r++) {
+        int ag = 0, ar = 0;
+        for (int i = 0; i < V; i++) {
+            float g = got[(size_t)r * V + i], e = ref[(size_t)r * V + i];
+            if (isnan(g)) nan++;
+            if (fabsf(e) > mx) mx = fabsf(e);
+            if (fabsf(g - e) > err) err = fabsf(g - e);
+            if (g > got[(size_t)r * V + ag]) ag = i;
+            if (e > ref[(size_t)r * V + ar]) ar = i;
+        }
+        /* a near-tie in the reference may flip */
+        float gap = ref[(size_t)r * V + ar] - ref[(size_t)r * V + ag];
+        same += ag == ar || gap <= LOGIT_TOL * mx;
+    }
+    int ok = !nan && err <= LOGIT_TOL * mx && same * 10 >= rows * 9;
+    CHECK(ok, "%s: max err %g vs max|logit| %g (tol %g), argmax same %d/%d, NaN %d", what, err,
+          mx, LOGIT_TOL, same, rows, nan);
+    printf("%s %s: rel err %.3g, argmax agree %d/%d\n", ok ? "PASS" : "FAIL", what,
+           mx > 0 ? err / mx : err, same, rows);
+}
+
+/* ---------------------------------------------------------------- capture */
+
+typedef struct {
+    int layer;        /* layer to keep */
+    int n_rows, nk_max;
+    float *probs;     /* copy of that layer's probs */
+    float *q, *hidden;
+    size_t nq, nh;
+} cap_copy;
+
+static void on_layer(void *user, const hkm_layer_capture *lc) {
+    cap_copy *cc = user;
+    if (lc->layer != cc->layer) return;
+    cc->n_rows = lc->n_rows;
+    cc->nk_max = lc->n_keys_max;
+    size_t H = cc->nq; /* reused below: set by caller to n_heads */
+    size_t n = (size_t)lc->n;
+    free(cc->probs), free(cc->q), free(cc->hidden);
+    cc->probs = malloc(H * lc->n_rows * lc->n_keys_max * 4);
+    memcpy(cc->probs, lc->probs, H * lc->n_rows * lc->n_keys_max * 4);
+    cc->q = malloc(H * n * 32 * 4);
+    memcpy(cc->q, lc->q, H * n * 32 * 4);
+    cc->hidden = malloc(n * 128 * 4);
+    memcpy(cc->hidden, lc->hidden, n * 128 * 4);
+}
+
+typedef struct {
+    int layer, nk_max;
+    float *colmax, *colsum;
+} stat_copy;
+
+static void on_stats(void *user, const hkm_gpu_layer_stats *st) {
+    stat_copy *sc = user;
+    if (st->layer != sc->layer) return;
+    size_t ns = (size_t)st->n_heads * st->n_keys_max;
+    sc->nk_max = st->n_keys_max;
+    sc->colmax = malloc(ns * 4), sc->colsum = malloc(ns * 4);
+    memcpy(sc->colmax, st->colmax, ns * 4);
+    memcpy(sc->colsum, st->colsum, ns * 4);
+}
+
+/* GPU vs CPU capture of layer 1 for rows [r0, n) of a first prefill. */
+static void test_capture(const hkm_model *m, hkm_gpu_model *g, const int32_t *ids, int n) {
+    hkm_err err = {{0}};
+    int H = m->cfg.n_heads, r0 = n / 2, nr = n - r0, rows[256];
+    for (int i = 0; i < nr; i++) rows[i] = r0 + i;
+    cap_copy cc = {1, 0, 0, 0, 0, 0, (size_t)H, 0}, gc = cc;
+    hkm_capture cap = {on_layer, &cc, 1, 1, nr, rows};
+    hkm_kvcache *kc = NULL;
+    CHECK(hkm_kvcache_create(&m->cfg, 64, &kc, &err) == HKM_OK, "%s", err.msg);
+    CHECK(hkm_forward_cpu(m, kc, ids, n, HKM_LOGITS_NONE, NULL, &cap, &err) == HKM_OK, "%s", err.msg);
+    stat_copy sc = {1, 0, 0, 0};
+    hkm_gpu_capture gcap = {{on_layer, &gc, 1, 1, nr, rows}, on_stats, &sc, r0, n, 1};
+    hkm_gpu_cache *c = NULL;
+    CHECK(hkm_gpu_cache_create(g, 64, &c, &err) == HKM_OK, "%s", err.msg);
+    CHECK(hkm_gpu_forward(g, c, ids, n, HKM_LOGITS_NONE, NULL, &gcap, &err) == HKM_OK, "%s", err.msg);
+    if (cc.probs && gc.probs && sc.colmax && cc.nk_max == gc.nk_max) {
+        size_t np = (size_t)H * nr * cc.nk_max;
+        compare("capture probs (layer 1)", gc.probs, cc.probs, np, 2e-3f, 3e-2f);
+        compare("capture q (layer 1)", gc.q, cc.q, (size_t)H * n * 32, 2e-2f, 2e-2f);
+        compare("capture hidden (layer 1)", gc.hidden, cc.hidden, (size_t)n * 128, 2e-2f, 2e-2f);
+        int nk = sc.nk_max;
+        float *cm = calloc((size_t)H * nk, 4), *cs = calloc((size_t)H * nk, 4);
+        for (int h = 0; h < H; h++)
+            for (int i = 0; i < nr; i++)
+                for (int j = 0; j < nk && j < cc.nk_max; j++) {
+                    float p = cc.probs[((size_t)h * nr + i) * cc.nk_max + j];
+                    if (p > cm[h * nk + j]) cm[h * nk + j] = p;
+                    cs[h * nk + j] += p;
+                }
+        compare("column max (layer 1)", sc.colmax, cm, (size_t)H * nk, 2e-3f, 3e-2f);
+        compare("column sum (layer 1)", sc.colsum, cs, (size_t)H * nk, 5e-3f, 3e-2f);
+        free(cm), free(cs);
+    } else {
+        CHECK(0, "capture: missing callbacks or stride mismatch (cpu %d, gpu %d)", cc.nk_max, gc.nk_max);
+        printf("FAIL capture\n");
+    }
+    free(cc.probs), free(cc.q), free(cc.hidden), free(gc.probs), free(gc.q), free(gc.hidden);
+    free(sc.colmax), free(sc.colsum);
+    hkm_kvcache_free(kc);
+    hkm_gpu_cache_free(c);
+}
+
+/* ---------------------------------------------------------------- random models */
+
+static void test_random(const char *name, hkm_arch arch, hkm_rope_type rope, int tied) {
+    hkm_err err = {{0}};
+    hkm_model *m = random_model(arch, rope, tied);
+    int V = m->cfg.vocab_size, n = 40, cap = 64;
+    int32_t ids[64];
+    for (int i = 0; i < 64; i++) ids[i] = (int32_t)((i * 37 + 11) % V);
+    hkm_gpu_model *g = NULL;
+    if (hkm_gpu_model_upload(m, 16, &g, &err) != HKM_OK) {
+        CHECK(0, "%s: upload: %s", name, err.msg);
+        hkm_model_free(m);
+        return;
+    }
+    hkm_kvcache *kc = NULL;
+    hkm_gpu_cache *gc = NULL;
+    CHECK(hkm_kvcache_create(&m->cfg, cap, &kc, &err) == HKM_OK, "%s", err.msg);
+    CHECK(hkm_gpu_cache_create(g, cap, &gc, &err) == HKM_OK, "%s", err.msg);
+    float *ref = malloc((size_t)n * V * 4), *got = malloc((size_t)n * V * 4);
+    CHECK(hkm_forward_cpu(m, kc, ids, n, HKM_LOGITS_ALL, ref, NULL, &err) == HKM_OK, "%s", err.msg);
+    /* chunked prefill 16 + 16 + 8 (max_chunk is 16) */
+    for (int i = 0; i < n; i += 16) {
+        int k = n - i < 16 ? n - i : 16;
+        CHECK(hkm_gpu_forward(g, gc, ids + i, k, HKM_LOGITS_ALL, got + (size_t)i * V, NULL, &err)
+              == HKM_OK, "%s", err.msg);
+    }
+    char what[128];
+    snprintf(what, sizeof what, "%s: chunked prefill logits", name);
+    compare_logits(what, got, ref, n, V);
+    /* per-head eviction, a different keep per (layer, head), then decode */
+    int32_t keep[64];
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int h = 0; h < m->cfg.n_kv_heads; h++) {
+            int nk = 0;
+            for (int j = 0; j < n; j++)
+                if (j < 2 || (j * 7 + l * 3 + h) % 5 < 3) keep[nk++] = j;
+            CHECK(hkm_kvcache_keep(kc, l, h, keep, nk, &err) == HKM_OK, "%s", err.msg);
+            CHECK(hkm_gpu_cache_keep(gc, l, h, keep, nk, &err) == HKM_OK, "%s", err.msg);
+            CHECK(hkm_gpu_cache_len(gc, l, h) == hkm_kvcache_len(kc, l, h), "len after keep");
+        }
+    for (int s = 0; s < 5; s++) {
+        CHECK(hkm_forward_cpu(m, kc, ids + n + s, 1, HKM_LOGITS_LAST, ref + (size_t)s * V, NULL,
+                              &err) == HKM_OK, "%s", err.msg);
+        CHECK(hkm_gpu_forward(g, gc, ids + n + s, 1, HKM_LOGITS_LAST, got + (size_t)s * V, NULL,
+                              &err) == HKM_OK, "%s", err.msg);
+    }
+    snprintf(what, sizeof what, "%s: decode after per-head eviction", name);
+    compare_logits(what, got, ref, 5, V);
+    /* positions survive compaction as on the CPU */
+    const int32_t *pc = NULL, *pg = hkm_gpu_cache_positions(gc, 1, 1);
+    hkm_kvcache_head(kc, 1, 1, NULL, NULL, &pc);
+    int same = pc && pg && !memcmp(pc, pg, (size_t)hkm_kvcache_len(kc, 1, 1) * 4);
+    CHECK(same, "%s: cache positions differ from the CPU's", name);
+    /* errors: bad id, capacity */
+    int32_t bad = V;
+    CHECK(hkm_gpu_forward(g, gc, &bad, 1, HKM_LOGITS_NONE, NULL, NULL, &err) == HKM_ERR_ARG,
+          "bad id accepted");
+    test_capture(m, g, ids, 24);
+    free(ref), free(got);
+    hkm_kvcache_free(kc);
+    hkm_gpu_cache_free(gc);
+    hkm_gpu_model_free(g);
+    hkm_model_free(m);
+}
+
+/* ---------------------------------------------------------------- checkpoints */
+
+static void test_checkpoint(const char *name, const char *path, const int32_t *prompt, int np) {
+    hkm_err err = {{0}};
+    hkm_model *m = NULL;
+    if (hkm_model_load(path, &m, &err) != HKM_OK) {
+        CHECK(0, "%s: load %s: %s", name, path, err.msg);
+        printf("FAIL %s: load\n", name);
+        return;
+    }
+    int V = m->cfg.vocab_size;
+    int32_t ids[64];
+    for (int i = 0; i < np; i++) ids[i] = prompt[i] % V;
+    hkm_gpu_model *g = NULL;
+    hkm_gpu_cache *gc = NULL;
+    hkm_kvcache *kc = NULL;
+    CHECK(hkm_gpu_model_upload(m, 32, &g, &err) == HKM_OK, "%s: %s", name, err.msg);
+    CHECK(g && hkm_gpu_cache_create(g, 128, &gc, &err) == HKM_OK, "%s: %s", name, err.msg);
+    CHECK(hkm_kvcache_create(&m->cfg, 128, &kc, &err) == HKM_OK, "%s: %s", name, err.msg);
+    if (g && gc && kc) {
+        float *ref = malloc((size_t)np * V * 4), *got = malloc((size_t)np * V * 4);
+        CHECK(hkm_forward_cpu(m, kc, ids, np, HKM_LOGITS_ALL, ref, NULL, &err) == HKM_OK, "%s", err.msg);
+        CHECK(hkm_gpu_forward(g, gc, ids, np, HKM_LOGITS_ALL, got, NULL, &err) == HKM_OK, "%s", err.msg);
+        char what[160];
+        snprintf(what, sizeof what, "%s: prompt logits", name);
+        compare_logits(what, got, ref, np, V);
+        int32_t oc[16], og[16];
+        int nc = 0, ng = 0;
+        CHECK(hkm_generate_greedy(m, ids, np, 16, -1, oc, &nc, &err) == HKM_OK, "%s", err.msg);
+        CHECK(hkm_gpu_generate_greedy(g, gc, ids, np, 16, -1, og, &ng, &err) == HKM_OK, "%s", err.msg);
+        int k = 0;
+        while (k < nc && k < ng && oc[k] == og[k]) k++;
+        int ok = k == nc && nc == ng;
+        CHECK(ok, "%s: greedy continuations differ at step %d of %d/%d", name, k, nc, ng);
+        printf("%s %s: greedy continuation (%d tokens, same for %d)\n", ok ? "PASS" : "FAIL", name,
+               nc, k);
+        free(ref), free(got);
+    }
+    hkm_kvcache_free(kc);
+    hkm_gpu_cache_free(gc);
+    hkm_gpu_model_free(g);
+    hkm_model_free(m);
+}
+
+int main(void) {
+    skip_without_gpu();
+    test_random("llama", HKM_ARCH_LLAMA, HKM_ROPE_DEFAULT, 1);
+    test_random("llama3-rope untied", HKM_ARCH_LLAMA, HKM_ROPE_LLAMA3, 0);
+    test_random("qwen2 (biases)", HKM_ARCH_QWEN2, HKM_ROPE_DEFAULT, 1);
+    test_random("qwen3 (qk-norm)", HKM_ARCH_QWEN3, HKM_ROPE_DEFAULT, 0);
+    static const int32_t prompt[] = {1, 450, 7483, 310, 3444, 338, 263, 4802, 29892, 322, 278, 1900};
+    const char *tiny[] = {"llama3", "mistral", "qwen2", "qwen3", "llama-sharded"};
+    char buf[512];
+    for (int i = 0; i < 5; i++)
+        test_checkpoint(tiny[i], test_data(tiny[i], buf, sizeof buf), prompt, 12);
+    buf[0] = 0;
+    const char *dm = test_default_model(buf, sizeof buf);
+    if (dm) test_checkpoint("default model", dm, prompt, 12);
+    else printf("default model absent: that part skipped\n");
+    return test_summary("test_cuda_forward");
+}
