@@ -16,6 +16,7 @@ endfunction()
 
 hubkv_rt_add_test(test_runtime_budget SOURCES ${_hkv_rt_tests}/test_runtime_budget.c)
 hubkv_rt_add_test(test_runtime_ops SOURCES ${_hkv_rt_tests}/test_runtime_ops.c)
+hubkv_rt_add_test(test_runtime_decode SOURCES ${_hkv_rt_tests}/test_runtime_decode.c)
 # The profile test edits files with libhdf5 directly to make bad profiles; it
 # writes the round-trip file that tests/scripts/check_profile_h5py.py reads.
 hubkv_rt_add_test(test_runtime_profile SOURCES ${_hkv_rt_tests}/test_runtime_profile.c

@@ -89,7 +89,24 @@ def main():
                 hk_ms, hk_gbs = hubkv[cand]
                 extra = f", {100 * hk_gbs / memcpy_gbs:.0f}% of D2D memcpy" if name.startswith("compact") and memcpy_gbs else ""
                 print(f"  {cand:40s} {ms / hk_ms:7.1f}x  (hubkv {hk_ms:.3f} ms, {hk_gbs:.0f} GB/s{extra})")
+    # The goals: refine + select >= 10x PyTorch (best hubkv variant),
+    # compaction >= 80% of the measured D2D copy bandwidth.
+    missed = 0
+    print("\ngoals:")
+    for L, H, N in [(32, 8, 131072), (8, 32, 32768)]:
+        shape = f"{L}x{H}x{N}"
+        t_torch = torch_ms[f"refine+topk_{shape}"]
+        t_hk = min(hubkv[c][0] for c in (f"refine+topk_{shape}", f"fused_refine_topk_{shape}") if c in hubkv)
+        ok = t_torch / t_hk >= 10
+        missed += not ok
+        print(f"  refine+select {shape:14s} {t_torch / t_hk:6.1f}x PyTorch (goal >= 10x): {'met' if ok else 'MISSED'}")
+        gbs = hubkv[f"compact_{shape}xd128"][1]
+        frac = gbs / memcpy_gbs if memcpy_gbs else 0
+        ok = frac >= 0.8
+        missed += not ok
+        print(f"  compaction    {shape:14s} {100 * frac:5.0f}% of {memcpy_gbs:.0f} GB/s D2D copy (goal >= 80%): {'met' if ok else 'MISSED'}")
+    return 1 if missed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

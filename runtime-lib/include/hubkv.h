@@ -269,8 +269,11 @@ hubkv_status hubkv_gpu_topk(hubkv_gpu *g, const float *d_scores, int32_t n_heads
                             int64_t n_tokens, const int32_t *d_offsets, int32_t n_sink,
                             int32_t n_recent, int32_t *d_idx);
 
-/* Refinement fused into the Top-K (z is recomputed from s on the fly and
- * never stored): same result as hubkv_gpu_refine then hubkv_gpu_topk. */
+/* Refinement + Top-K in one call, same result as hubkv_gpu_refine then
+ * hubkv_gpu_topk: z is written once to a scratch buffer kept on the context
+ * (n_heads * N * 4 bytes + 8 KiB per head, grow-only, freed by
+ * hubkv_gpu_free) together with the first radix histogram, so the select
+ * makes one pass fewer over it. */
 hubkv_status hubkv_gpu_refine_topk(hubkv_gpu *g, const float *d_scores, const float *d_beta,
                                    int32_t n_heads, int64_t n_tokens,
                                    const hubkv_refine_params *p, const int32_t *d_offsets,
@@ -284,10 +287,115 @@ hubkv_status hubkv_gpu_compact(hubkv_gpu *g, const uint16_t *d_in_k, const uint1
                                uint16_t *d_out_v, int32_t *d_out_pos);
 
 /* ------------------------------------------------------------------------ */
+/* Decode-time policies, gate and diversity selector: CPU references and      */
+/* GPU versions (d_* device pointers; the GPU ones queue on the context's     */
+/* stream like the operations above).                                        */
+
+/* Appends n_new rows to every head of a flattened cache with spare capacity
+ * (layout of hubkv_cache: rows of head h at off[h] .. off[h] + len[h],
+ * capacity off[h+1] - off[h]). k, v: (off[H], d); pos: (off[H]); len: (H),
+ * updated; new_k, new_v: (H, n_new, d). HUBKV_ERR_RANGE if a head lacks room
+ * (nothing is written then). */
+hubkv_status hubkv_append_cpu(uint16_t *k, uint16_t *v, int32_t *pos, const int32_t *off,
+                              int32_t *len, int32_t n_heads, int32_t head_dim,
+                              const uint16_t *new_k, const uint16_t *new_v, int32_t n_new,
+                              int32_t pos0, char *err, size_t err_cap);
+
+/* H2O step on that layout (see hubkv_cache_h2o_step): acc += attn over each
+ * head's valid rows, then picks each head's slot for the token at new_pos,
+ * sets acc[slot] = 0, pos[slot] = new_pos, len[h] = min(len[h] + 1, cap) and
+ * slot[h] = absolute row. acc, attn: (off[H]); slot: (H). HUBKV_ERR_RANGE if
+ * a full head has no evictable row. K/V rows are written by the caller (or
+ * by hubkv_cache_h2o_step). */
+hubkv_status hubkv_h2o_step_cpu(float *acc, int32_t *pos, const int32_t *off, int32_t *len,
+                                int32_t n_heads, const float *attn, int32_t new_pos,
+                                int32_t n_sink, int32_t n_recent, int32_t *slot, char *err,
+                                size_t err_cap);
+hubkv_status hubkv_gpu_h2o_step(hubkv_gpu *g, float *d_acc, int32_t *d_pos, const int32_t *d_off,
+                                int32_t *d_len, int32_t n_heads, const float *d_attn,
+                                int32_t new_pos, int32_t n_sink, int32_t n_recent, int32_t *d_slot);
+
+/* Sink-attention gate of one layer (after Fast KVzip's low-rank sink
+ * attention; docs/profile-format.md, /gate). For token n and KV head h, with
+ * r = rank, G = query heads per KV head, S = learned sink keys:
+ *   q[n,h,g] = rmsnorm(x_n Wq^T + bq)[h,g] * q_norm   (r values)
+ *   k[n,h]   = rmsnorm(x_n Wk^T)[h] * k_norm          (r values)
+ *   l[n,h,g] = k.q / sqrt(r) + b[h,g];  m[s] = k_base[h,s].q / sqrt(r)
+ *   p[n,h,g] = 1 / (1 + sum_s exp(m[s] - l))   (softmax mass of the token
+ *              against the S sinks)
+ *   out[h,n] = mean over g of p  (in (0, 1); higher = keep). */
+typedef struct {
+    int32_t d_model, n_kv_heads, n_group, rank, n_sink;
+    float eps;              /* rmsnorm epsilon (default 1e-6)       */
+    const float *wq;        /* (H*G*r, d_model) rows (h, g, r)      */
+    const float *bq;        /* (H*G*r)                              */
+    const float *wk;        /* (H*r, d_model)                       */
+    const float *q_norm;    /* (r)                                  */
+    const float *k_norm;    /* (r)                                  */
+    const float *k_base;    /* (H, S, r)                            */
+    const float *b;         /* (H, G)                               */
+} hubkv_gate_weights;
+
+/* Points *w at layer `layer`'s gate tensors in the profile (q_proj_weight,
+ * q_proj_bias, k_proj_weight, q_norm_weight, k_norm_weight, k_base, b) after
+ * checking all shapes agree; pointers are owned by the profile. */
+hubkv_status hubkv_profile_gate_weights(hubkv_profile *p, int32_t layer, hubkv_gate_weights *w);
+
+/* x: (n, d_model); out: (H, n). */
+hubkv_status hubkv_gate_forward_cpu(const hubkv_gate_weights *w, const float *x, int64_t n,
+                                    float *out, char *err, size_t err_cap);
+/* Same with every array of *w, d_x and d_out on the device (w itself on the
+ * host). Agrees with the CPU to ~1e-5 relative (expf differs in the last bits). */
+hubkv_status hubkv_gpu_gate_forward(hubkv_gpu *g, const hubkv_gate_weights *w, const float *d_x,
+                                    int64_t n, float *d_out);
+
+/* Decode buffer for the gate: collects the hidden states of new tokens and
+ * scores them in chunks of `chunk` tokens (default 128) so the gate runs once
+ * per chunk, not per token. */
+typedef struct hubkv_gate_buffer hubkv_gate_buffer;
+hubkv_status hubkv_gate_buffer_create(hubkv_gpu *g, int32_t d_model, int32_t n_kv_heads,
+                                      int32_t chunk, hubkv_gate_buffer **out);
+void hubkv_gate_buffer_free(hubkv_gate_buffer *b);
+/* Copies n rows d_x (n, d_model) (device) into the buffer. Whenever it fills,
+ * the chunk is scored with w into the buffer's score array and *n_ready is
+ * set to the number of complete chunks scored by this call (rows beyond a
+ * chunk wait for the next). After the call, hubkv_gate_buffer_scores returns
+ * the last scored chunk: (H, chunk) on the device, token j of the chunk is
+ * the j-th row pushed into it. */
+hubkv_status hubkv_gate_buffer_push(hubkv_gate_buffer *b, const hubkv_gate_weights *w,
+                                    const float *d_x, int32_t n, int32_t *n_ready);
+const float *hubkv_gate_buffer_scores(const hubkv_gate_buffer *b);
+int32_t hubkv_gate_buffer_pending(const hubkv_gate_buffer *b); /* rows waiting */
+
+/* Diversity selector (minimal-intervention study): per head, keeps the sinks
+ * and the recent window, then greedily adds the token with the largest
+ * gain_i = score_i - lambda * red_i, where red_i = max(0, max over kept j of
+ * cos(v_i, v_j)) is its redundancy with the kept set in V space (a facility-
+ * location-style coverage penalty); ties go to the lower index. lambda
+ * default 0.5. scores: (H, N); v: (H, N, d) bf16; offsets, idx as in
+ * hubkv_topk_cpu (ascending indices). Cost O(k N d) per head: meant for
+ * short contexts or a pre-filtered candidate set. */
+hubkv_status hubkv_diverse_cpu(const float *scores, const uint16_t *v, int32_t n_heads,
+                               int64_t n_tokens, int32_t head_dim, const int32_t *offsets,
+                               float lambda, int32_t n_sink, int32_t n_recent, int32_t *idx,
+                               char *err, size_t err_cap);
+/* Same; exact agreement with the CPU (same fmaf order). d_offsets on the
+ * device, h_offsets the same on the host (scheduling and checks). */
+hubkv_status hubkv_gpu_diverse(hubkv_gpu *g, const float *d_scores, const uint16_t *d_v,
+                               int32_t n_heads, int64_t n_tokens, int32_t head_dim,
+                               const int32_t *d_offsets, const int32_t *h_offsets, float lambda,
+                               int32_t n_sink, int32_t n_recent, int32_t *d_idx);
+
+/* ------------------------------------------------------------------------ */
 /* GPU variable-length KV cache: per layer one K and one V buffer            */
-/* (sum of head lengths, d) bf16, head offsets (H+1) int32 and token          */
-/* positions int32, all owned by the cache. Compaction allocates exact-size   */
-/* new buffers, gathers, and frees the old ones (memory is really released). */
+/* (sum of head capacities, d) bf16, head segment offsets (H+1) int32, valid  */
+/* row counts per head (H) int32 and token positions int32, all owned by the  */
+/* cache. Head h's valid rows are off[h] .. off[h] + len[h]; its capacity is  */
+/* off[h+1] - off[h] = len[h] + spare rows. Compaction allocates new buffers  */
+/* of kept rows + the per-head slack (default 0 = exact size), gathers, and   */
+/* frees the old ones (memory is really released). Append writes decode      */
+/* tokens into the spare rows and regrows a layer (by at least half of each  */
+/* head's length: amortised O(1) per token) only when a head is full.        */
 
 typedef struct hubkv_cache hubkv_cache;
 
@@ -309,10 +417,40 @@ hubkv_status hubkv_cache_compact(hubkv_cache *c, int32_t layer, const int32_t *d
                                  const int32_t *h_keep_off);
 
 /* Device pointers of a layer (owned by the cache, valid until the next
- * set/compact of that layer) and its total row count; any out may be NULL. */
+ * set/compact/append-with-growth of that layer) and its allocated row count
+ * (sum of capacities; with slack 0 and no append, the kept rows); d_off are
+ * the segment offsets (H+1). Any out may be NULL. */
 hubkv_status hubkv_cache_layer(const hubkv_cache *c, int32_t layer, const uint16_t **d_k,
                                const uint16_t **d_v, const int32_t **d_off,
                                const int32_t **d_pos, int64_t *n_rows);
+
+/* Valid rows per head of a layer: d_len (H) on the device, h_len (H) a host
+ * mirror; both owned by the cache, valid like hubkv_cache_layer's pointers.
+ * h_off (H+1, optional) is the host copy of the segment offsets. */
+hubkv_status hubkv_cache_layer_lens(const hubkv_cache *c, int32_t layer, const int32_t **d_len,
+                                    const int32_t **h_len, const int32_t **h_off);
+
+/* Spare rows reserved per head by later set_dense/compact calls (default 0). */
+hubkv_status hubkv_cache_set_slack(hubkv_cache *c, int32_t rows);
+
+/* Appends n_new decode tokens to every head of `layer`: d_k, d_v (H, n_new, d)
+ * bf16 on the device; positions pos0 .. pos0 + n_new - 1. Regrows the layer
+ * first when a head lacks room (then its pointers change). */
+hubkv_status hubkv_cache_append(hubkv_cache *c, int32_t layer, const uint16_t *d_k,
+                                const uint16_t *d_v, int32_t n_new, int32_t pos0);
+
+/* One H2O decode step on `layer` (fixed capacity, no regrowth): d_acc is the
+ * caller's accumulated-attention array in the layer's row layout
+ * (n_rows floats, zero it after set/compact); d_attn (n_rows) the new
+ * query's attention weights per cached row (only valid rows are read); the
+ * new token (d_k, d_v: (H, d)) at position new_pos goes into a free spare row
+ * or, when the head is full, replaces in place the row with the lowest
+ * accumulated attention whose position is neither a sink (< n_sink) nor in
+ * the recent window (>= new_pos - n_recent); ties to the lower row.
+ * Same semantics as hubkv_h2o_step_cpu. */
+hubkv_status hubkv_cache_h2o_step(hubkv_cache *c, int32_t layer, float *d_acc,
+                                  const float *d_attn, const uint16_t *d_k, const uint16_t *d_v,
+                                  int32_t new_pos, int32_t n_sink, int32_t n_recent);
 
 /* Device bytes held by the cache right now (all layers, all buffers). */
 int64_t hubkv_cache_bytes(const hubkv_cache *c);

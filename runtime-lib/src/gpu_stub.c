@@ -46,3 +46,39 @@ hubkv_status hubkv_cache_layer(const hubkv_cache *c, int32_t l, const uint16_t *
     return HUBKV_ERR_UNSUPPORTED;
 }
 int64_t hubkv_cache_bytes(const hubkv_cache *c) { return 0; }
+hubkv_status hubkv_cache_layer_lens(const hubkv_cache *c, int32_t l, const int32_t **dl, const int32_t **hl,
+                                    const int32_t **ho) {
+    return HUBKV_ERR_UNSUPPORTED;
+}
+hubkv_status hubkv_cache_set_slack(hubkv_cache *c, int32_t rows) { return HUBKV_ERR_UNSUPPORTED; }
+hubkv_status hubkv_cache_append(hubkv_cache *c, int32_t l, const uint16_t *k, const uint16_t *v, int32_t n, int32_t p0) {
+    return HUBKV_ERR_UNSUPPORTED;
+}
+hubkv_status hubkv_cache_h2o_step(hubkv_cache *c, int32_t l, float *acc, const float *attn, const uint16_t *k,
+                                  const uint16_t *v, int32_t np, int32_t ns, int32_t nr) {
+    return HUBKV_ERR_UNSUPPORTED;
+}
+hubkv_status hubkv_gpu_h2o_step(hubkv_gpu *g, float *acc, int32_t *pos, const int32_t *off, int32_t *len, int32_t nh,
+                                const float *attn, int32_t np, int32_t ns, int32_t nr, int32_t *slot) {
+    return HUBKV_ERR_UNSUPPORTED;
+}
+hubkv_status hubkv_gpu_gate_forward(hubkv_gpu *g, const hubkv_gate_weights *w, const float *x, int64_t n, float *o) {
+    return HUBKV_ERR_UNSUPPORTED;
+}
+hubkv_status hubkv_gate_buffer_create(hubkv_gpu *g, int32_t dm, int32_t nh, int32_t chunk, hubkv_gate_buffer **out) {
+    if (out) *out = NULL;
+    return HUBKV_ERR_UNSUPPORTED;
+}
+void hubkv_gate_buffer_free(hubkv_gate_buffer *b) { (void)b; }
+hubkv_status hubkv_gate_buffer_push(hubkv_gate_buffer *b, const hubkv_gate_weights *w, const float *x, int32_t n,
+                                    int32_t *ready) {
+    if (ready) *ready = 0;
+    return HUBKV_ERR_UNSUPPORTED;
+}
+const float *hubkv_gate_buffer_scores(const hubkv_gate_buffer *b) { return NULL; }
+int32_t hubkv_gate_buffer_pending(const hubkv_gate_buffer *b) { return 0; }
+hubkv_status hubkv_gpu_diverse(hubkv_gpu *g, const float *s, const uint16_t *v, int32_t nh, int64_t n, int32_t d,
+                               const int32_t *doff, const int32_t *hoff, float lambda, int32_t ns, int32_t nr,
+                               int32_t *idx) {
+    return HUBKV_ERR_UNSUPPORTED;
+}

@@ -19,6 +19,9 @@ hubkv_status hkv_fail(char *err, size_t cap, hubkv_status st, const char *fmt, .
 /* Error buffer size kept on handles. */
 #define HKV_ERR_CAP 512
 
+/* Stores msg as the profile's error message and returns st. */
+hubkv_status hkv_profile_set_error(hubkv_profile *p, hubkv_status st, const char *msg);
+
 /* calloc of n elements of `size` bytes; NULL on overflow or failure. */
 void *hkv_calloc(size_t n, size_t size);
 

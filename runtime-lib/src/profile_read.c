@@ -147,9 +147,10 @@ static hubkv_status get_f32(hid_t f, const char *name, int ndim, const int64_t *
         char have[96], want[96] = "rank 1..4";
         fmt_dims(have, sizeof have, nd, hd);
         if (!got_dims) {
-            hsize_t wd[4];
-            for (int k = 0; k < ndim; k++) wd[k] = (hsize_t)dims[k];
-            fmt_dims(want, sizeof want, ndim, wd);
+            hsize_t wd[8] = {0};
+            int wn = ndim < 8 ? ndim : 8;
+            for (int k = 0; k < wn; k++) wd[k] = (hsize_t)dims[k];
+            fmt_dims(want, sizeof want, wn, wd);
         }
         st = hkv_fail(err, cap, HUBKV_ERR_FORMAT, "%s: dataset %s has shape %s; expected %s", path, name, have, want);
         goto done;
@@ -470,5 +471,10 @@ hubkv_status hubkv_profile_budgets(hubkv_profile *p, float ratio, int64_t n_toke
     hubkv_status st = hubkv_budget_greedy(&bp, tmp, p->err, sizeof p->err);
     for (int64_t i = 0; st == HUBKV_OK && i < nh; i++) out[i] = (int32_t)tmp[i];
     free(tmp);
+    return st;
+}
+
+hubkv_status hkv_profile_set_error(hubkv_profile *p, hubkv_status st, const char *msg) {
+    snprintf(p->err, sizeof p->err, "%s", msg);
     return st;
 }
