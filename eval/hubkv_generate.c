@@ -37,11 +37,6 @@ static char *chatml(const char *prompt) {
     return s;
 }
 
-static int die(const char *what, hkm_status st, const hkm_err *err) {
-    fprintf(stderr, "hubkv-generate: %s: %s: %s\n", what, hkm_status_str(st), err->msg);
-    return 1;
-}
-
 int main(int argc, char **argv) {
     const char *model_path = NULL, *tok_path = NULL, *prompt = NULL;
     int chat = 0, max_new = 64;
@@ -84,47 +79,47 @@ int main(int argc, char **argv) {
     hkm_err err = {{0}};
     hkm_tokenizer *tok = NULL;
     hkm_model *model = NULL;
-    hkm_status st;
+    char *text = NULL, *reply = NULL;
+    int32_t *ids = NULL, *out = NULL;
+    const char *what = NULL; // names the failing step; NULL on success
+    hkm_status st = HKM_OK;
     double t0 = now_s();
-    if ((st = hkm_tokenizer_load(tok_path, &tok, &err))) return die(tok_path, st, &err);
-    if ((st = hkm_model_load(model_path, &model, &err))) return die(model_path, st, &err);
+    if ((st = hkm_tokenizer_load(tok_path, &tok, &err))) { what = tok_path; goto done; }
+    if ((st = hkm_model_load(model_path, &model, &err))) { what = model_path; goto done; }
     const hkm_config *cfg = hkm_model_config(model);
     printf("model: %s, %d layers, d_model %d, %d heads / %d KV heads, vocab %d (loaded in %.1f s)\n",
            hkm_arch_name(cfg->arch), cfg->n_layers, cfg->d_model, cfg->n_heads, cfg->n_kv_heads,
            cfg->vocab_size, now_s() - t0);
 
     // Tokenize.
-    char *text = chat ? chatml(prompt) : strdup(prompt);
-    if (!text) return die("prompt", HKM_ERR_NOMEM, &err);
-    int32_t *ids = NULL;
+    text = chat ? chatml(prompt) : strdup(prompt);
+    if (!text) { st = HKM_ERR_NOMEM; what = "prompt"; goto done; }
     size_t n_ids = 0;
-    if ((st = hkm_tokenizer_encode(tok, text, strlen(text), 1, &ids, &n_ids, &err)))
-        return die("encode", st, &err);
+    if ((st = hkm_tokenizer_encode(tok, text, strlen(text), 1, &ids, &n_ids, &err))) { what = "encode"; goto done; }
     printf("prompt: %zu tokens\n", n_ids);
 
     // Generate greedily; stop at <|im_end|> in chat mode, else at EOS.
     int32_t eos = chat ? hkm_tokenizer_token_id(tok, "<|im_end|>") : -1;
     if (eos < 0) eos = hkm_tokenizer_eos(tok);
-    int32_t *out = malloc(sizeof(int32_t) * (size_t)max_new);
+    out = malloc(sizeof(int32_t) * (size_t)max_new);
+    if (!out) { st = HKM_ERR_NOMEM; what = "generate"; goto done; }
     int n_out = 0;
-    if (!out) return die("generate", HKM_ERR_NOMEM, &err);
     t0 = now_s();
-    if ((st = hkm_generate_greedy(model, ids, (int)n_ids, max_new, eos, out, &n_out, &err)))
-        return die("generate", st, &err);
+    if ((st = hkm_generate_greedy(model, ids, (int)n_ids, max_new, eos, out, &n_out, &err))) { what = "generate"; goto done; }
     double dt = now_s() - t0;
 
-    char *reply = NULL;
     size_t reply_len = 0;
-    if ((st = hkm_tokenizer_decode(tok, out, (size_t)n_out, 1, &reply, &reply_len, &err)))
-        return die("decode", st, &err);
+    if ((st = hkm_tokenizer_decode(tok, out, (size_t)n_out, 1, &reply, &reply_len, &err))) { what = "decode"; goto done; }
     printf("continuation (%d tokens, %.1f tokens/s incl. prefill):\n%s\n", n_out,
            n_out / (dt > 0 ? dt : 1e-9), reply);
 
+done:
+    if (what) fprintf(stderr, "hubkv-generate: %s: %s: %s\n", what, hkm_status_str(st), err.msg);
     free(reply);
     free(out);
     free(ids);
     free(text);
     hkm_model_free(model);
     hkm_tokenizer_free(tok);
-    return 0;
+    return what ? 1 : 0;
 }

@@ -238,10 +238,12 @@ static int cmp_tensor(const void *a, const void *b) {
 static const st_tensor *find(const hkm_st *st, const char *name) {
     st_tensor key;
     key.name = (char *)name;
+    if (st->n_tensors == 0) return NULL; /* bsearch on a NULL array is undefined */
     return bsearch(&key, st->tensors, (size_t)st->n_tensors, sizeof key, cmp_tensor);
 }
 
 static hkm_status sort_and_check_unique(hkm_st *st, hkm_err *err) {
+    if (st->n_tensors < 2) return HKM_OK; /* qsort on a NULL array is undefined */
     qsort(st->tensors, (size_t)st->n_tensors, sizeof *st->tensors, cmp_tensor);
     for (int i = 1; i < st->n_tensors; i++) {
         if (strcmp(st->tensors[i - 1].name, st->tensors[i].name) == 0)
@@ -426,7 +428,7 @@ static hkm_status lookup(const hkm_st *st, const char *name, const st_tensor **o
 
 hkm_status hkm_st_info(const hkm_st *st, const char *name, hkm_tensor_info *info, hkm_err *err) {
     if (!st || !name || !info) return hkm_fail(err, HKM_ERR_ARG, "hkm_st_info: NULL argument");
-    const st_tensor *t;
+    const st_tensor *t = NULL;
     HKM_TRY(lookup(st, name, &t, err));
     info->ndim = t->ndim;
     memcpy(info->dims, t->dims, sizeof info->dims);
@@ -470,7 +472,7 @@ static void convert(const uint8_t *src, int dtype, float *dst, size_t n) {
 
 hkm_status hkm_st_read_f32(const hkm_st *st, const char *name, float *dst, size_t n, hkm_err *err) {
     if (!st || !name || !dst) return hkm_fail(err, HKM_ERR_ARG, "hkm_st_read_f32: NULL argument");
-    const st_tensor *t;
+    const st_tensor *t = NULL;
     HKM_TRY(lookup(st, name, &t, err));
     size_t elsize = t->dtype == HKM_DT_F32 ? 4 : 2;
     size_t count = (t->end - t->begin) / elsize;
