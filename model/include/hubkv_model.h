@@ -134,6 +134,10 @@ void hkm_kvcache_head(const hkm_kvcache *c, int layer, int kv_head, const float 
  * strictly increasing) of one head; the order of the kept entries is preserved. */
 hkm_status hkm_kvcache_keep(hkm_kvcache *c, int layer, int kv_head, const int32_t *keep,
                             int n_keep, hkm_err *err);
+/* Forget every entry at position >= n_pos in every head and continue at
+ * position n_pos (e.g. drop a teacher-forced window after the context).
+ * HKM_ERR_ARG if n_pos is negative or beyond the next position. */
+hkm_status hkm_kvcache_rewind(hkm_kvcache *c, int n_pos, hkm_err *err);
 /* Forget everything (positions restart at 0). */
 void hkm_kvcache_reset(hkm_kvcache *c);
 

@@ -124,9 +124,20 @@ hkm_status hkm_kvcache_keep(hkm_kvcache *c, int layer, int kv_head, const int32_
     return HKM_OK;
 }
 
-void hkm_kvcache_reset(hkm_kvcache *c) {
-    if (!c) return;
+hkm_status hkm_kvcache_rewind(hkm_kvcache *c, int n_pos, hkm_err *err) {
+    if (!c) return hkm_fail(err, HKM_ERR_ARG, "hkm_kvcache_rewind: NULL cache");
+    if (n_pos < 0 || n_pos > c->next_pos)
+        return hkm_fail(err, HKM_ERR_ARG, "hkm_kvcache_rewind: position %d: expected 0..%d", n_pos,
+                        c->next_pos);
     size_t n_heads = (size_t)c->cfg.n_layers * (size_t)c->cfg.n_kv_heads;
-    for (size_t i = 0; i < n_heads; i++) c->heads[i].len = 0;
-    c->next_pos = 0;
+    for (size_t i = 0; i < n_heads; i++) {
+        hkm_kv_head *h = &c->heads[i];
+        while (h->len > 0 && h->pos[h->len - 1] >= n_pos) h->len--; // entries are in position order
+    }
+    c->next_pos = n_pos;
+    return HKM_OK;
+}
+
+void hkm_kvcache_reset(hkm_kvcache *c) {
+    if (c) hkm_kvcache_rewind(c, 0, NULL);
 }

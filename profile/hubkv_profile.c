@@ -1,0 +1,330 @@
+/* hubkv-profile: oracle importance, base scorers and per-head loss curves
+ * over a calibration set, aggregated into a stats file; resumable, shardable
+ * (`hubkv-profile merge OUT A B ...` adds shard files). CPU path. */
+#include "calib_set.h"
+#include "hkm_internal.h"
+#include "profile_run.h"
+#include "stats_file.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct {
+    const char *model, *calib, *out, *split;
+    long shard_i, shard_n, limit, fut_max, chunk, grid, sink, recent, snap_window, snap_kernel;
+    int snap_max, oracle_wo, kvzip, restart, bench_prefill;
+} opts;
+
+static void usage(FILE *f) {
+    fprintf(f,
+        "usage: hubkv-profile --model PATH --calib FILE --out FILE [options]\n"
+        "       hubkv-profile merge OUT.h5 SHARD.h5 SHARD.h5 ...\n"
+        "Per layer and KV head: oracle importance, SnapKV/H2O/KeyDiff/KVzip scores and their loss\n"
+        "curves, aggregated into a stats file (docs/stats-format.md). Rerunning the same command\n"
+        "after an interruption continues from the last finished context.\n"
+        "  --model PATH        .gguf or HF directory\n"
+        "  --calib FILE        calibration set from hubkv-synth\n"
+        "  --out FILE          stats file (also the checkpoint)\n"
+        "  --split S           calib (default), heldout or all\n"
+        "  --shard I/N         process every N-th context starting at I (default 0/1)\n"
+        "  --limit N           at most N contexts (of this shard)\n"
+        "  --future-max N      future-window tokens used at most (default 512)\n"
+        "  --grid N            loss-curve points: keep fractions k/N, k = 0..N (default 256)\n"
+        "  --sink N            first tokens always kept (default 4)\n"
+        "  --recent N          last context tokens always kept (default 32)\n"
+        "  --snap-window N     SnapKV observation window (default 32)\n"
+        "  --snap-kernel N     SnapKV pooling kernel, odd (default 7)\n"
+        "  --snap-pool P       max (default) or avg (kvpress's SnapKVPress)\n"
+        "  --oracle-wo         oracle with ||W_o^h v_i|| instead of ||v_i||\n"
+        "  --no-kvzip          skip KVzip's reconstruction pass (about one prefill cheaper)\n"
+        "  --chunk N           tokens per captured forward chunk (default 256)\n"
+        "  --restart           discard an existing --out made with other arguments\n"
+        "  --bench-prefill     only time a plain prefill (no capture) of the same contexts\n"
+        "Environment: HUBKV_TEST_EXIT_AFTER=K exits with 137 after K contexts (tests).\n");
+}
+
+static void fail_arg(const char *flag, const char *what, const char *v) {
+    fprintf(stderr, "hubkv-profile: %s: expected %s, got '%s'\n", flag, what, v);
+    exit(2);
+}
+
+static long parse_long(const char *flag, const char *v, long lo, long hi) {
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || *end || end == v || x < lo || x > hi) {
+        char what[96];
+        snprintf(what, sizeof what, "an integer in [%ld, %ld]", lo, hi);
+        fail_arg(flag, what, v);
+    }
+    return x;
+}
+
+static void parse(opts *o, int argc, char **argv) {
+    *o = (opts){.split = "calib", .shard_n = 1, .fut_max = 512, .chunk = 256, .grid = 256, .sink = 4,
+                .recent = 32, .snap_window = 32, .snap_kernel = 7, .snap_max = 1, .kvzip = 1};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); exit(0); }
+        if (!strcmp(a, "--oracle-wo")) { o->oracle_wo = 1; continue; }
+        if (!strcmp(a, "--no-kvzip")) { o->kvzip = 0; continue; }
+        if (!strcmp(a, "--restart")) { o->restart = 1; continue; }
+        if (!strcmp(a, "--bench-prefill")) { o->bench_prefill = 1; continue; }
+        if (i + 1 >= argc) { fprintf(stderr, "hubkv-profile: %s: expected a value (or unknown option)\n", a); usage(stderr); exit(2); }
+        const char *v = argv[++i];
+        if (!strcmp(a, "--model")) o->model = v;
+        else if (!strcmp(a, "--calib")) o->calib = v;
+        else if (!strcmp(a, "--out")) o->out = v;
+        else if (!strcmp(a, "--split")) {
+            if (strcmp(v, "calib") && strcmp(v, "heldout") && strcmp(v, "all")) fail_arg(a, "calib, heldout or all", v);
+            o->split = v;
+        } else if (!strcmp(a, "--shard")) {
+            char *end;
+            o->shard_i = strtol(v, &end, 10);
+            if (*end != '/' || end == v) fail_arg(a, "I/N", v);
+            o->shard_n = strtol(end + 1, &end, 10);
+            if (*end || o->shard_n < 1 || o->shard_i < 0 || o->shard_i >= o->shard_n) fail_arg(a, "I/N with 0 <= I < N", v);
+        }
+        else if (!strcmp(a, "--limit")) o->limit = parse_long(a, v, 1, 1L << 40);
+        else if (!strcmp(a, "--future-max")) o->fut_max = parse_long(a, v, 1, 1 << 20);
+        else if (!strcmp(a, "--grid")) o->grid = parse_long(a, v, 1, 65535);
+        else if (!strcmp(a, "--sink")) o->sink = parse_long(a, v, 0, 1 << 20);
+        else if (!strcmp(a, "--recent")) o->recent = parse_long(a, v, 0, 1 << 20);
+        else if (!strcmp(a, "--snap-window")) o->snap_window = parse_long(a, v, 1, 1 << 20);
+        else if (!strcmp(a, "--snap-kernel")) { o->snap_kernel = parse_long(a, v, 1, 1023); if (!(o->snap_kernel & 1)) fail_arg(a, "an odd kernel", v); }
+        else if (!strcmp(a, "--snap-pool")) {
+            if (strcmp(v, "max") && strcmp(v, "avg")) fail_arg(a, "max or avg", v);
+            o->snap_max = !strcmp(v, "max");
+        }
+        else if (!strcmp(a, "--chunk")) o->chunk = parse_long(a, v, 1, 1 << 16);
+        else { fprintf(stderr, "hubkv-profile: unknown option %s\n", a); usage(stderr); exit(2); }
+    }
+    if (!o->model) fail_arg("--model", "a model path", "");
+    if (!o->calib) fail_arg("--calib", "a calibration set", "");
+    if (!o->out) fail_arg("--out", "an output file", "");
+}
+
+/* ---------------------------------------------------------------- merge */
+
+static int cmd_merge(int argc, char **argv) {
+    if (argc < 4 || !strcmp(argv[2], "--help")) {
+        usage(argc < 4 ? stderr : stdout);
+        return argc < 4 ? 2 : 0;
+    }
+    hkm_err err = {{0}};
+    hkp_stats acc, s;
+    if (hkp_stats_read(argv[3], &acc, &err) != HKM_OK) { fprintf(stderr, "hubkv-profile merge: %s\n", err.msg); return 1; }
+    if (!acc.complete) { fprintf(stderr, "hubkv-profile merge: %s: run not complete: expected a finished shard\n", argv[3]); return 1; }
+    for (int i = 4; i < argc; i++) {
+        if (hkp_stats_read(argv[i], &s, &err) != HKM_OK || hkp_stats_merge(&acc, &s, argv[i], &err) != HKM_OK) {
+            fprintf(stderr, "hubkv-profile merge: %s\n", err.msg);
+            return 1;
+        }
+        hkp_stats_free(&s);
+    }
+    acc.shard_i = 0;
+    acc.shard_n = 1;
+    acc.fingerprint = 0; // a merged file is not a resumable run
+    acc.complete = 1;
+    if (hkp_stats_write(&acc, argv[2], &err) != HKM_OK) { fprintf(stderr, "hubkv-profile merge: %s\n", err.msg); return 1; }
+    fprintf(stderr, "hubkv-profile: merged %d files into %s (%lld contexts)\n", argc - 3, argv[2], (long long)acc.n_contexts);
+    hkp_stats_free(&acc);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- run */
+
+static uint64_t fnv_str(uint64_t h, const char *s) {
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+/* Hash of everything that shapes the sums: a checkpoint resumes only under it. */
+static uint64_t fingerprint(const opts *o, uint64_t calib_hash) {
+    char buf[1200];
+    snprintf(buf, sizeof buf, "%s|%016llx|%s|%ld/%ld|%ld|%ld|%ld|%ld|%ld|%ld|%ld|%d|%d|%d", o->model,
+             (unsigned long long)calib_hash, o->split, o->shard_i, o->shard_n, o->limit, o->fut_max,
+             o->grid, o->sink, o->recent, o->snap_window, o->snap_kernel, o->snap_max, o->oracle_wo, o->kvzip);
+    return fnv_str(1469598103934665603ull, buf);
+}
+
+/* Contexts of this run: split filter, then every shard_n-th, then limit. */
+static int64_t *context_list(const opts *o, const hkp_calib *c, int64_t *n) {
+    int64_t *v = malloc((size_t)(c->n + 1) * sizeof *v), k = 0, m = 0;
+    if (!v) return NULL;
+    int want = !strcmp(o->split, "heldout") ? HKP_SPLIT_HELDOUT : HKP_SPLIT_CALIB;
+    for (int64_t i = 0; i < c->n; i++) {
+        if (strcmp(o->split, "all") && c->split[i] != want) continue;
+        if (k++ % o->shard_n != o->shard_i) continue;
+        if (o->limit && m >= o->limit) break;
+        v[m++] = i;
+    }
+    *n = m;
+    return v;
+}
+
+static void fmt_time(double s, char *buf, size_t cap) {
+    if (s < 0 || s > 1e7) { snprintf(buf, cap, "?"); return; }
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(buf, cap, "%ldh%02ldm", t / 3600, t / 60 % 60);
+    else snprintf(buf, cap, "%ldm%02lds", t / 60, t % 60);
+}
+
+static void progress(int tty, int64_t done, int64_t total, long long toks, double secs, long long toks_left) {
+    double rate = secs > 0 ? toks / secs : 0;
+    char eta[32];
+    fmt_time(rate > 0 ? toks_left / rate : -1, eta, sizeof eta);
+    if (tty) {
+        char bar[31];
+        int fill = total ? (int)(30 * done / total) : 30;
+        for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
+        bar[30] = 0;
+        fprintf(stderr, "\r[%s] %lld/%lld contexts  %.0f tok/s  ETA %s ", bar, (long long)done,
+                (long long)total, rate, eta);
+        if (done == total) fputc('\n', stderr);
+    } else {
+        fprintf(stderr, "hubkv-profile: %lld/%lld contexts, %.0f tok/s, ETA %s\n", (long long)done,
+                (long long)total, rate, eta);
+    }
+}
+
+/* A checkpoint of the same run, or a fresh start. */
+static int load_or_init(const opts *o, const hkp_calib *c, const hkm_config *cfg, int64_t n_ctx,
+                        hkp_stats *st) {
+    hkm_err err = {{0}};
+    uint64_t fp = fingerprint(o, c->content_hash);
+    struct stat sb;
+    if (stat(o->out, &sb) == 0) {
+        if (hkp_stats_read(o->out, st, &err) != HKM_OK) {
+            if (!o->restart) { fprintf(stderr, "hubkv-profile: %s exists but cannot be resumed: %s (use --restart)\n", o->out, err.msg); return -1; }
+        } else if (st->fingerprint == fp && st->n_contexts == n_ctx) {
+            if (st->next > 0) fprintf(stderr, "hubkv-profile: resuming %s at context %lld of %lld\n", o->out, (long long)st->next, (long long)n_ctx);
+            return 0;
+        } else if (!o->restart) {
+            fprintf(stderr, "hubkv-profile: %s holds a run with other arguments or data: expected the "
+                    "same command to resume (or --restart to overwrite)\n", o->out);
+            return -1;
+        } else hkp_stats_free(st);
+    }
+    if (hkp_stats_init(st, cfg->n_layers, cfg->n_kv_heads, (int)o->grid + 1, &err) != HKM_OK) {
+        fprintf(stderr, "hubkv-profile: %s\n", err.msg);
+        return -1;
+    }
+    st->fingerprint = fp;
+    st->calib_hash = c->content_hash;
+    st->n_contexts = n_ctx;
+    st->shard_i = (int32_t)o->shard_i;
+    st->shard_n = (int32_t)o->shard_n;
+    st->kvzip = o->kvzip;
+    st->sink = (int32_t)o->sink;
+    st->recent = (int32_t)o->recent;
+    st->snap_window = (int32_t)o->snap_window;
+    st->snap_kernel = (int32_t)o->snap_kernel;
+    st->snap_max = o->snap_max;
+    st->oracle_wo = o->oracle_wo;
+    snprintf(st->model, sizeof st->model, "%s", o->model);
+    snprintf(st->calib, sizeof st->calib, "%s", o->calib);
+    snprintf(st->split, sizeof st->split, "%s", o->split);
+    return 0;
+}
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+/* The baseline of the cost ratio: the same contexts, same chunks, no capture. */
+static int bench_prefill(hkp_runner *r, const hkp_calib *c, const int64_t *list, int64_t n_ctx) {
+    hkm_err err = {{0}};
+    long long toks = 0;
+    double t0 = now();
+    for (int64_t k = 0; k < n_ctx; k++) {
+        const int32_t *ids = c->tokens + c->offsets[list[k]];
+        int n = c->future_start[list[k]];
+        hkm_kvcache_reset(r->cache);
+        for (int c0 = 0; c0 < n; c0 += r->chunk) {
+            int len = n - c0 < r->chunk ? n - c0 : r->chunk;
+            if (hkm_forward_cpu(r->m, r->cache, ids + c0, len, HKM_LOGITS_NONE, NULL, NULL, &err) != HKM_OK) {
+                fprintf(stderr, "hubkv-profile: %s\n", err.msg);
+                return 1;
+            }
+        }
+        toks += n;
+    }
+    double dt = now() - t0;
+    printf("plain prefill: %lld context tokens in %.2f s (%.1f tok/s)\n", toks, dt, toks / dt);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "merge")) return cmd_merge(argc, argv);
+    opts o;
+    parse(&o, argc, argv);
+    hkm_err err = {{0}};
+    hkp_calib c;
+    if (hkp_calib_read(o.calib, &c, &err) != HKM_OK) { fprintf(stderr, "hubkv-profile: %s\n", err.msg); return 1; }
+    hkm_model *m = NULL;
+    if (hkm_model_load(o.model, &m, &err) != HKM_OK) { fprintf(stderr, "hubkv-profile: %s\n", err.msg); return 1; }
+    const hkm_config *cfg = hkm_model_config(m);
+    for (int64_t i = 0; i < c.offsets[c.n]; i++)
+        if (c.tokens[i] >= cfg->vocab_size) {
+            fprintf(stderr, "hubkv-profile: %s: token %d at %lld: expected < the model's vocab %d (made with another tokenizer?)\n",
+                    o.calib, c.tokens[i], (long long)i, cfg->vocab_size);
+            return 1;
+        }
+    int64_t n_ctx;
+    int64_t *list = context_list(&o, &c, &n_ctx);
+    if (!list) { fprintf(stderr, "hubkv-profile: out of memory\n"); return 1; }
+    if (n_ctx == 0) { fprintf(stderr, "hubkv-profile: no contexts in split '%s' for shard %ld/%ld\n", o.split, o.shard_i, o.shard_n); return 1; }
+    hkp_stats st;
+    if (load_or_init(&o, &c, cfg, n_ctx, &st)) return 1;
+    int max_ctx = 1, max_fut = 1;
+    long long toks_left = 0;
+    for (int64_t k = 0; k < n_ctx; k++) {
+        int64_t i = list[k];
+        int fs = c.future_start[i], fl = c.future_len[i] < o.fut_max ? c.future_len[i] : (int)o.fut_max;
+        max_ctx = fs > max_ctx ? fs : max_ctx;
+        max_fut = fl > max_fut ? fl : max_fut;
+        if (k >= st.next) toks_left += fs + fl + (o.kvzip ? fs + c.n_kvzip : 0);
+    }
+    hkp_runner r = {.chunk = (int)o.chunk, .kvzip = o.kvzip,
+                    .sp = {.snap_window = (int)o.snap_window, .snap_kernel = (int)o.snap_kernel,
+                           .snap_max = o.snap_max, .oracle_wo = o.oracle_wo},
+                    .cp = {.sink = (int)o.sink, .recent = (int)o.recent}};
+    if (hkp_runner_init(&r, m, max_ctx, max_fut, c.n_kvzip, (int)o.grid + 1, &err) != HKM_OK) {
+        fprintf(stderr, "hubkv-profile: %s\n", err.msg);
+        return 1;
+    }
+    if (o.bench_prefill) return bench_prefill(&r, &c, list, n_ctx);
+    const char *ex = getenv("HUBKV_TEST_EXIT_AFTER");
+    long exit_after = ex ? strtol(ex, NULL, 10) : 0, done_here = 0;
+    int tty = isatty(2);
+    double t0 = now();
+    for (int64_t k = st.next; k < n_ctx; k++) {
+        int64_t i = list[k];
+        int fs = c.future_start[i], fl = c.future_len[i] < o.fut_max ? c.future_len[i] : (int)o.fut_max;
+        if (hkp_run_scores(&r, c.tokens + c.offsets[i], fs, fl, c.kvzip_prompt, c.n_kvzip, &err) != HKM_OK) {
+            fprintf(stderr, "\nhubkv-profile: context %lld: %s\n", (long long)i, err.msg);
+            return 1;
+        }
+        hkp_run_accumulate(&r, &st);
+        st.next = k + 1;
+        st.complete = st.next == n_ctx;
+        if (hkp_stats_write(&st, o.out, &err) != HKM_OK) { fprintf(stderr, "\nhubkv-profile: %s\n", err.msg); return 1; }
+        toks_left -= fs + fl + (o.kvzip ? fs + c.n_kvzip : 0);
+        progress(tty, st.next, n_ctx, r.tokens_run, now() - t0, toks_left);
+        if (exit_after && ++done_here >= exit_after && !st.complete) _exit(137);
+    }
+    if (st.next == n_ctx && st.complete && n_ctx > 0)
+        fprintf(stderr, "hubkv-profile: %s: %lld contexts done\n", o.out, (long long)n_ctx);
+    hkp_runner_free(&r);
+    hkp_stats_free(&st);
+    free(list);
+    hkp_calib_free(&c);
+    hkm_model_free(m);
+    return 0;
+}
