@@ -10,6 +10,7 @@
 /* ---------------------------------------------------------------- vectors */
 
 hkm_status hkp_ivec_push(hkp_ivec *a, const int32_t *x, size_t n, hkm_err *err) {
+    if (n == 0) return HKM_OK; /* x may be NULL then; memcpy from NULL is undefined */
     if (a->n + n > a->cap) {
         size_t cap = a->cap ? a->cap : 256;
         while (cap < a->n + n) cap *= 2;
