@@ -240,7 +240,7 @@ static void test_random(const char *name, hkm_arch arch, hkm_rope_type rope, int
     int32_t bad = V;
     CHECK(hkm_gpu_forward(g, gc, &bad, 1, HKM_LOGITS_NONE, NULL, NULL, &err) == HKM_ERR_ARG,
           "bad id accepted");
-    test_capture(m, g, ids, 24);
+    test_capture(m, g, ids, 16); /* one chunk: the model was uploaded with max_chunk 16 */
     free(ref), free(got);
     hkm_kvcache_free(kc);
     hkm_gpu_cache_free(gc);
@@ -249,6 +249,35 @@ static void test_random(const char *name, hkm_arch arch, hkm_rope_type rope, int
 }
 
 /* ---------------------------------------------------------------- checkpoints */
+
+/* 1 if, after prompt + the common prefix path[0..k), the CPU's logit of the
+ * GPU's pick is within LOGIT_TOL * max|logit| of the CPU's best: with bf16
+ * weights such a near-tie may flip, and greedy paths then part. */
+static int near_tie(const hkm_model *m, const int32_t *prompt, int np, const int32_t *path, int k,
+                    int32_t gpu_pick) {
+    hkm_err err = {{0}};
+    int V = m->cfg.vocab_size, n = np + k;
+    int32_t ids[128];
+    float *lg = malloc((size_t)V * 4);
+    hkm_kvcache *kc = NULL;
+    int ok = n <= 128 && lg && hkm_kvcache_create(&m->cfg, n, &kc, &err) == HKM_OK;
+    if (ok) {
+        memcpy(ids, prompt, (size_t)np * 4);
+        memcpy(ids + np, path, (size_t)k * 4);
+        ok = hkm_forward_cpu(m, kc, ids, n, HKM_LOGITS_LAST, lg, NULL, &err) == HKM_OK;
+    }
+    if (ok) {
+        float best = lg[0], mx = 0;
+        for (int i = 0; i < V; i++) {
+            if (lg[i] > best) best = lg[i];
+            if (fabsf(lg[i]) > mx) mx = fabsf(lg[i]);
+        }
+        ok = best - lg[gpu_pick] <= LOGIT_TOL * mx;
+    }
+    hkm_kvcache_free(kc);
+    free(lg);
+    return ok;
+}
 
 static void test_checkpoint(const char *name, const char *path, const int32_t *prompt, int np) {
     hkm_err err = {{0}};
@@ -280,10 +309,11 @@ static void test_checkpoint(const char *name, const char *path, const int32_t *p
         CHECK(hkm_gpu_generate_greedy(g, gc, ids, np, 16, -1, og, &ng, &err) == HKM_OK, "%s", err.msg);
         int k = 0;
         while (k < nc && k < ng && oc[k] == og[k]) k++;
-        int ok = k == nc && nc == ng;
-        CHECK(ok, "%s: greedy continuations differ at step %d of %d/%d", name, k, nc, ng);
-        printf("%s %s: greedy continuation (%d tokens, same for %d)\n", ok ? "PASS" : "FAIL", name,
-               nc, k);
+        int ok = k == nc && nc == ng, tie = 0;
+        if (!ok && k < nc && k < ng) tie = near_tie(m, ids, np, oc, k, og[k]);
+        CHECK(ok || tie, "%s: greedy continuations differ at step %d of %d/%d", name, k, nc, ng);
+        printf("%s %s: greedy continuation (%d tokens, same for %d%s)\n", ok || tie ? "PASS" : "FAIL",
+               name, nc, k, tie ? ", then a near-tie within bf16 tolerance" : "");
         free(ref), free(got);
     }
     hkm_kvcache_free(kc);
@@ -299,7 +329,8 @@ int main(void) {
     test_random("qwen2 (biases)", HKM_ARCH_QWEN2, HKM_ROPE_DEFAULT, 1);
     test_random("qwen3 (qk-norm)", HKM_ARCH_QWEN3, HKM_ROPE_DEFAULT, 0);
     static const int32_t prompt[] = {1, 450, 7483, 310, 3444, 338, 263, 4802, 29892, 322, 278, 1900};
-    const char *tiny[] = {"llama3", "mistral", "qwen2", "qwen3", "llama-sharded"};
+    const char *tiny[] = {"tiny/llama3", "tiny/mistral", "tiny/qwen2", "tiny/qwen3",
+                          "tiny/llama-sharded"};
     char buf[512];
     for (int i = 0; i < 5; i++)
         test_checkpoint(tiny[i], test_data(tiny[i], buf, sizeof buf), prompt, 12);

@@ -65,7 +65,7 @@ static void test_rope(void) {
     fill(x, n * stride, 1.0f);
     for (int i = 0; i < half; i++) inv[i] = 1.0f / powf(500000.0f, (float)(2 * i) / hd);
     float *dx = dput_f32(x, n * stride), *dinv = dput_f32(inv, half);
-    CU(hkg_rope(dx, n, nh, stride, hd, pos0, dinv, 0));
+    CU(hkg_rope(dx, n, nh, stride, hd, pos0, NULL, dinv, 0));
     for (int t = 0; t < n; t++)
         for (int h = 0; h < nh; h++)
             for (int i = 0; i < half; i++) {
@@ -286,7 +286,9 @@ static void test_attention(int H, int KV, int hd, int n, int len0, int len1, int
 
 static void test_scatter_gather(void) {
     int n = 6, H = 4, KV = 2, hd = 32, cap = 20, w = (H + 2 * KV) * hd;
-    int32_t off[2] = {0, cap}, len[2] = {3, 11}, keep[4] = {0, 2, 7, 13};
+    /* keep indexes rows of head 1 that the scatter wrote (11..16): the rest is
+     * NaN poison, which no comparison can pass */
+    int32_t off[2] = {0, cap}, len[2] = {3, 11}, keep[4] = {11, 13, 14, 16};
     float *qkv = malloc(n * w * 4);
     fill(qkv, n * w, 1.0f);
     round_bf16(qkv, n * w);
@@ -331,7 +333,14 @@ int main(void) {
     test_attention(8, 2, 64, 45, 37, 100, 0); /* chunk after a cache, uneven heads */
     test_attention(4, 4, 128, 33, 5, 64, 0);  /* MHA, hd 128 */
     test_attention(9, 3, 64, 17, 20, 3, 0);   /* SmolLM2 head shape */
+    test_attention(8, 2, 64, 200, 37, 100, 0);/* several query and key tiles */
+    test_attention(4, 2, 128, 130, 0, 70, 0); /* hd 128, tiles off the diagonal */
+    test_attention(4, 2, 16, 40, 3, 9, 0);    /* hd 16 (tiny checkpoints), padded */
+    test_attention(2, 1, 256, 70, 33, 0, 0);  /* hd 256, narrow key tiles */
     test_attention(8, 2, 64, 1, 300, 5000, 1);/* decode, split over keys */
     test_attention(4, 2, 128, 1, 0, 17, 1);   /* decode, first token of a head */
+    test_attention(16, 2, 128, 1, 1000, 2000, 1); /* decode, 8 query heads per KV head */
+    test_attention(9, 1, 64, 1, 700, 0, 1);   /* decode, 9 heads per KV head: two groups */
+    test_attention(4, 4, 16, 1, 7, 300, 1);   /* decode, hd 16 */
     return test_summary("test_cuda_kernels");
 }

@@ -29,7 +29,7 @@ def build(name, shape):
     if not os.path.exists(os.path.join(path, "model.safetensors")):
         cfg = AutoConfig.for_model("llama", **shape, rms_norm_eps=1e-5)
         torch.manual_seed(0)
-        m = AutoModelForCausalLM.from_config(cfg, torch_dtype=torch.bfloat16)
+        m = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16)
         m.save_pretrained(path, safe_serialization=True)
     return path
 
@@ -47,7 +47,7 @@ def run_hubkv(exe, path, prefill, chunk):
 
 @torch.inference_mode()
 def run_hf(path, prefill):
-    m = AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.bfloat16,
+    m = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16,
                                              attn_implementation="sdpa").cuda().eval()
     V = m.config.vocab_size
     res = {}
@@ -81,6 +81,32 @@ def run_hf(path, prefill):
     return res
 
 
+@torch.inference_mode()
+def run_hf_eager_attn(path, lengths):
+    """transformers eager attention with output_attentions=True: what a user
+    without hubkv runs to get attention probabilities."""
+    m = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16,
+                                             attn_implementation="eager").cuda().eval()
+    res = {}
+    for n in lengths:
+        ids = torch.randint(0, m.config.vocab_size, (1, n), device="cuda")
+        try:
+            out = m(ids, output_attentions=True, logits_to_keep=1)
+            del out
+            torch.cuda.synchronize()
+            t = time.time()
+            out = m(ids, output_attentions=True, logits_to_keep=1)
+            torch.cuda.synchronize()
+            res[n] = n / (time.time() - t)
+            del out
+        except torch.OutOfMemoryError:
+            print(f"transformers eager output_attentions: out of memory at {n}")
+        torch.cuda.empty_cache()
+    del m
+    torch.cuda.empty_cache()
+    return res
+
+
 def flops_per_token(s, n):
     d, L, H, ff, V = s["hidden_size"], s["num_hidden_layers"], s["num_attention_heads"], s["intermediate_size"], s["vocab_size"]
     kv = s["num_key_value_heads"] * d // H
@@ -93,12 +119,16 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--hubkv", required=True)
     ap.add_argument("--chunk", type=int, default=8192)
+    ap.add_argument("--shape", action="append", choices=list(SHAPES), help="default: all")
     a = ap.parse_args()
     for name, shape in SHAPES.items():
+        if a.shape and name not in a.shape:
+            continue
         print(f"\n##### {name}")
         path = build(name, shape)
         h = run_hubkv(a.hubkv, path, PREFILL, a.chunk) or {}
         t = run_hf(path, PREFILL)
+        e = run_hf_eager_attn(path, PREFILL[:2])
         rate = h.get("gemm_bf16_tflops", float("nan"))
         for n in PREFILL:
             k = f"prefill_{n}_tok_s"
@@ -107,6 +137,13 @@ def main():
             print(f"{name} prefill {n}: hubkv {hv} tok/s, transformers {tv} tok/s, ratio "
                   f"{(hv / tv) if hv and tv else float('nan'):.2f}, hubkv {tf:.1f} TFLOP/s "
                   f"({tf / rate * 100:.0f}% of measured GEMM {rate:.0f})")
+        for n in PREFILL:
+            hv, cv, ev = h.get(f"prefill_{n}_tok_s"), h.get(f"prefill_cap_{n}_tok_s"), e.get(n)
+            if hv and cv:
+                print(f"{name} capture stats of 64 rows @ {n}: hubkv {cv:.0f} tok/s, overhead "
+                      f"{(hv / cv - 1) * 100:.1f}% (goal <= 10%); transformers eager "
+                      f"output_attentions {ev and round(ev)} tok/s, hubkv "
+                      f"{(cv / ev) if ev else float('nan'):.1f}x faster (goal >= 3x)")
         hv, tv = h.get("decode_tok_s"), t.get("decode_tok_s")
         roof = h.get("copy_gbps", float("nan")) * 1e9 / (h.get("weights_bytes", 0) + h.get("kv_bytes_per_token_at_ctx", 0) or float("nan"))
         print(f"{name} decode @ {DECODE_CTX}: hubkv {hv} tok/s, transformers {tv} tok/s, ratio "

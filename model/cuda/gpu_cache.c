@@ -65,6 +65,11 @@ hkm_status hkm_gpu_cache_create(const hkm_gpu_model *gc, int capacity, hkm_gpu_c
 
 void hkm_gpu_cache_free(hkm_gpu_cache *c) {
     if (!c) return;
+    if (c->g->graph_cache == c) { /* the decode graph points into this cache */
+        cudaGraphExecDestroy(c->g->graph);
+        c->g->graph = NULL;
+        c->g->graph_cache = NULL;
+    }
     if (c->arena) hkg_free(c->g, c->arena, hkg_cache_bytes(&c->g->cfg, c->cap));
     free(c->k);
     free(c->v);

@@ -33,6 +33,10 @@ typedef struct {
     float *h_colmax, *h_colsum; /* (H, nk_max) */
     int *n_keys;     /* (KV) */
     int nk_max;
+    /* graph capture: position read from the device, key splits sized for
+     * the cache's capacity instead of the current lengths */
+    const int32_t *d_pos0;
+    int fixed_split;
 } fwd_call;
 
 static void call_free(fwd_call *f) {
@@ -241,7 +245,7 @@ static hkm_status attention(hkm_gpu_model *g, hkm_gpu_cache *c, fwd_call *f, int
         HKG_CUDA(hkg_head_rmsnorm(g->qkv + (size_t)H * hd, n, KV, w, hd, L->k_norm,
                                   cf->rms_eps, s), err);
     }
-    HKG_CUDA(hkg_rope(g->qkv, n, H + KV, w, hd, f->pos0, g->inv_freq, s), err);
+    HKG_CUDA(hkg_rope(g->qkv, n, H + KV, w, hd, f->pos0, f->d_pos0, g->inv_freq, s), err);
     if (f->h_qkv)
         HKG_CUDA(cudaMemcpyAsync(f->h_qkv, g->qkv, (size_t)n * w * 4, cudaMemcpyDeviceToHost, s),
                  err);
@@ -250,8 +254,8 @@ static hkm_status attention(hkm_gpu_model *g, hkm_gpu_cache *c, fwd_call *f, int
     hkg_attn_args a = {g->q, c->k[l], c->v[l], c->d_off, len, n, H, KV, hd,
                        1.0f / sqrtf((float)hd)};
     if (n == 1) {
-        int mk = 1;
-        for (int h = 0; h < KV; h++)
+        int mk = f->fixed_split ? c->cap : 1;
+        for (int h = 0; !f->fixed_split && h < KV; h++)
             if (c->h_len[l * KV + h] + 1 > mk) mk = c->h_len[l * KV + h] + 1;
         HKG_CUDA(hkg_attn_decode(&a, mk, g->dec_part, g->attn, g->lse, s), err);
     } else {
@@ -307,10 +311,69 @@ static hkm_status logits_out(hkm_gpu_model *g, int n, hkm_logits_mode mode, floa
 
 /* ---------------------------------------------------------------- forward */
 
-/* logits == NULL with LOGITS_LAST leaves the last row in g->logits. */
-static hkm_status forward(hkm_gpu_model *g, hkm_gpu_cache *c, const int32_t *ids, int n,
-                          hkm_logits_mode mode, float *logits, const hkm_gpu_capture *cap,
-                          hkm_err *err) {
+/* ---------------------------------------------------------------- decode graph */
+
+/* The device work of one decode token without capture: embedding, layers and
+ * the last row's logits into g->logits. */
+static hkm_status decode_body(hkm_gpu_model *g, hkm_gpu_cache *c, fwd_call *f, hkm_err *err) {
+    HKG_CUDA(hkg_embed(g->tok_emb, g->ids, 1, g->cfg.d_model, g->x, g->stream), err);
+    for (int l = 0; l < g->cfg.n_layers; l++) HKM_TRY(layer(g, c, f, l, err));
+    return head_rows(g, 0, 1, err);
+}
+
+/* Capture decode_body for cache c. On failure (e.g. a library that cannot be
+ * captured) *ok = 0 and the caller runs plain launches. */
+static hkm_status graph_capture(hkm_gpu_model *g, hkm_gpu_cache *c, int *ok, hkm_err *err) {
+    *ok = 0;
+    if (g->graph) cudaGraphExecDestroy(g->graph);
+    g->graph = NULL;
+    g->graph_cache = NULL;
+    fwd_call f = {0};
+    f.n = 1;
+    f.qkvw = (g->cfg.n_heads + 2 * g->cfg.n_kv_heads) * g->cfg.head_dim;
+    f.d_pos0 = g->pos;
+    f.fixed_split = 1;
+    HKG_CUDA(cudaStreamBeginCapture(g->stream, cudaStreamCaptureModeThreadLocal), err);
+    hkm_err ignored = {{0}};
+    hkm_status st = decode_body(g, c, &f, &ignored);
+    cudaGraph_t gr = NULL;
+    cudaError_t e = cudaStreamEndCapture(g->stream, &gr);
+    if (st == HKM_OK && e == cudaSuccess) e = cudaGraphInstantiate(&g->graph, gr, 0);
+    if (gr) cudaGraphDestroy(gr);
+    if (st != HKM_OK || e != cudaSuccess) {
+        (void)cudaGetLastError();
+        g->graph = NULL;
+        g->no_graph = 1;
+        return HKM_OK;
+    }
+    g->graph_cache = c;
+    *ok = 1;
+    return HKM_OK;
+}
+
+/* One decode token by graph replay; *done = 0 when no graph could be made. */
+static hkm_status decode_graph(hkm_gpu_model *g, hkm_gpu_cache *c, const int32_t *ids,
+                               float *logits, int *done, hkm_err *err) {
+    *done = 0;
+    if (g->graph_cache != c) HKM_TRY(graph_capture(g, c, done, err));
+    if (!g->graph) return HKM_OK;
+    int32_t pos = c->next_pos;
+    HKG_CUDA(cudaMemcpyAsync(g->ids, ids, 4, cudaMemcpyHostToDevice, g->stream), err);
+    HKG_CUDA(cudaMemcpyAsync(g->pos, &pos, 4, cudaMemcpyHostToDevice, g->stream), err);
+    HKG_CUDA(cudaGraphLaunch(g->graph, g->stream), err);
+    if (logits)
+        HKG_CUDA(cudaMemcpyAsync(logits, g->logits, (size_t)g->cfg.vocab_size * 4,
+                                 cudaMemcpyDeviceToHost, g->stream), err);
+    *done = 1;
+    return HKM_OK;
+}
+
+/* ---------------------------------------------------------------- forward */
+
+/* The plain path: every kernel launched from the host. */
+static hkm_status forward_plain(hkm_gpu_model *g, hkm_gpu_cache *c, const int32_t *ids, int n,
+                                hkm_logits_mode mode, float *logits, const hkm_gpu_capture *cap,
+                                hkm_err *err) {
     const hkm_config *cf = &g->cfg;
     fwd_call f = {0};
     f.n = n;
@@ -329,6 +392,19 @@ static hkm_status forward(hkm_gpu_model *g, hkm_gpu_cache *c, const int32_t *ids
     for (int l = 0; st == HKM_OK && l < cf->n_layers; l++) st = layer(g, c, &f, l, err);
     if (st == HKM_OK) st = logits_out(g, n, mode, logits, err);
     call_free(&f);
+    return st;
+}
+
+/* logits == NULL with LOGITS_LAST leaves the last row in g->logits. */
+static hkm_status forward(hkm_gpu_model *g, hkm_gpu_cache *c, const int32_t *ids, int n,
+                          hkm_logits_mode mode, float *logits, const hkm_gpu_capture *cap,
+                          hkm_err *err) {
+    int done = 0;
+    hkm_status st = HKM_OK;
+    /* decode without capture hooks: replay one graph instead of ~10 launches per layer */
+    if (n == 1 && !cap && mode == HKM_LOGITS_LAST && !g->no_graph)
+        st = decode_graph(g, c, ids, logits, &done, err);
+    if (st == HKM_OK && !done) st = forward_plain(g, c, ids, n, mode, logits, cap, err);
     if (st != HKM_OK) return st; /* the cache is unchanged: lengths were not advanced */
     for (int i = 0; i < c->n_layers * c->n_kv; i++) {
         int32_t *pos = c->h_pos + (size_t)i * c->cap + c->h_len[i];

@@ -123,9 +123,11 @@ static size_t scratch_layout(const hkm_config *cfg, int C, hkm_gpu_model *g, uin
     float *part = carve(&c, hkg_attn_decode_scratch((int)H, (int)hd) * 4);
     int32_t *ids = carve(&c, (size_t)C * 4);
     int32_t *amax = carve(&c, 4);
+    int32_t *pos = carve(&c, 4);
     if (g) {
         g->x = x; g->xn = xn; g->qkv = qkv; g->q = q; g->attn = attn; g->gu = gu;
         g->lse = lse; g->logits = logits; g->dec_part = part; g->ids = ids; g->amax = amax;
+        g->pos = pos;
     }
     return c.off + ALIGN;
 }
@@ -149,9 +151,10 @@ static hkm_status check_config(const hkm_config *c, hkm_err *err) {
     if (c->n_heads % c->n_kv_heads)
         return hkm_fail(err, HKM_ERR_UNSUPPORTED, "GPU model: n_heads %d is not a multiple of "
                         "n_kv_heads %d", c->n_heads, c->n_kv_heads);
-    if (c->head_dim % 2 || c->head_dim > HKG_MAX_HEAD_DIM)
-        return hkm_fail(err, HKM_ERR_UNSUPPORTED, "GPU model: head_dim %d, expected even and "
-                        "<= %d", c->head_dim, HKG_MAX_HEAD_DIM);
+    /* the attention kernels move 16-byte row chunks */
+    if (c->head_dim % 8 || c->head_dim > HKG_MAX_HEAD_DIM)
+        return hkm_fail(err, HKM_ERR_UNSUPPORTED, "GPU model: head_dim %d, expected a multiple "
+                        "of 8 and <= %d", c->head_dim, HKG_MAX_HEAD_DIM);
     return HKM_OK;
 }
 
@@ -305,6 +308,7 @@ hkm_status hkm_gpu_model_upload(const hkm_model *m, int max_chunk, hkm_gpu_model
 void hkm_gpu_model_free(hkm_gpu_model *g) {
     if (!g) return;
     if (g->stream) cudaStreamSynchronize(g->stream);
+    if (g->graph) cudaGraphExecDestroy(g->graph);
     cudaFree(g->w_arena);
     cudaFree(g->s_arena);
     cudaFree(g->probs);

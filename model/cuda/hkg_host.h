@@ -71,6 +71,11 @@ struct hkm_gpu_model {
     float *dec_part;    /* decode split partials */
     int32_t *ids;       /* (C) */
     int32_t *amax;      /* (1) */
+    int32_t *pos;       /* (1) position of a graph-replayed decode token */
+    /* decode step as a CUDA graph, valid for one cache (its buffers are baked in) */
+    cudaGraphExec_t graph;
+    const hkm_gpu_cache *graph_cache;
+    int no_graph;       /* capture failed once: plain launches from then on */
     /* capture buffers, grown on demand */
     float *probs;
     size_t probs_cap;   /* floats */

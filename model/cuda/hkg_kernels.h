@@ -52,9 +52,10 @@ cudaError_t hkg_head_rmsnorm(float *x, int n, int n_heads, int row_stride, int h
 /* x[t*width + i] += b[i]. */
 cudaError_t hkg_add_bias(float *x, const float *b, int n, int width, cudaStream_t s);
 /* In place rotate_half RoPE on heads laid out as in hkg_head_rmsnorm; token t
- * has position pos0 + t; inv_freq (hd/2). */
+ * has position pos0 + t, or *d_pos0 + t when d_pos0 (device) is given, so a
+ * captured CUDA graph can replay at new positions; inv_freq (hd/2). */
 cudaError_t hkg_rope(float *x, int n, int n_heads, int row_stride, int hd, int pos0,
-                     const float *inv_freq, cudaStream_t s);
+                     const int32_t *d_pos0, const float *inv_freq, cudaStream_t s);
 /* gu (n, 2*ff) = [gate | up] fp32 -> out (n, ff) bf16 = silu(gate) * up. */
 cudaError_t hkg_swiglu(const float *gu, int n, int ff, hkg_bf16 *out, cudaStream_t s);
 /* out[r] = index of the max of x[r*cols ..] (first on ties). */

@@ -2,8 +2,8 @@
  * log-sum-exp (written by the attention kernels), so the main kernels never
  * store probabilities: full probability rows for chosen queries, and per-key
  * column max / column sum over a range of queries. Scores are computed with
- * the same operations and order as the attention kernels. */
-#include "hkg_device.cuh"
+ * fp32 from the same bf16 inputs as the attention kernels. */
+#include "hkg_mma.cuh"
 
 /* Scaled score of query qs (shared, pre-scaled) against key row kr. */
 static __device__ __forceinline__ float score(const float *qs, const hkg_bf16 *kr, int hd) {
@@ -40,51 +40,116 @@ extern "C" cudaError_t hkg_attn_probs(const hkg_attn_args *a, const float *lse,
     return HKG_LAUNCHED();
 }
 
-#define CS_KEYS 128 /* keys (threads) per block */
-#define CS_ROWS 16  /* query rows staged in shared memory at a time */
+/* Column statistics on the tensor cores: a block owns CS_BN keys of one query
+ * head and walks the rows [r0, r1) in tiles of 64 (16 per warp); S = Q K^T by
+ * mma as in the prefill kernel, p = exp2(S*scale*log2e - lse*log2e), masked,
+ * reduced over the rows in registers, then over the warps in shared memory. */
+#define CS_BN 64
+#define CS_BM 64
 
-/* One block per (key range, query head); each thread owns one key and loops
- * over the query rows, staged CS_ROWS at a time. */
-static __global__ void __launch_bounds__(CS_KEYS)
-attn_colstats_kernel(hkg_attn_args a, const float *lse, int r0, int r1, int nk_max,
-                     float *colmax, float *colsum) {
-    __shared__ float qs[CS_ROWS][HKG_MAX_HEAD_DIM];
-    __shared__ float ls[CS_ROWS];
-    const int h = blockIdx.y, hd = a.hd, kvh = h / (a.H / a.KV);
-    const int j = blockIdx.x * CS_KEYS + threadIdx.x;
-    const int len0 = a.len[kvh];
-    const hkg_bf16 *kr = a.k + ((size_t)a.off[kvh] + (j < nk_max ? j : 0)) * hd;
-    float cmax = 0.0f, csum = 0.0f;
-    for (int rb = r0; rb < r1; rb += CS_ROWS) {
-        const int nr = min(CS_ROWS, r1 - rb);
+template <int HD>
+static __global__ void __launch_bounds__(FA_THREADS)
+colstats_mma_kernel(hkg_attn_args a, const float *lse, int r0, int r1, int nk_max,
+                    float *colmax, float *colsum) {
+    constexpr int LD = HD + 8, NB = CS_BN / 8;
+    extern __shared__ __align__(16) unsigned char cs_smem[];
+    bf16 *Ks = reinterpret_cast<bf16 *>(cs_smem), *Qs = Ks + CS_BN * LD;
+    __shared__ float red_m[FA_WARPS][CS_BN], red_s[FA_WARPS][CS_BN];
+    const int h = blockIdx.y, kvh = h / (a.H / a.KV), hd = a.hd, n = a.n;
+    const int j0 = blockIdx.x * CS_BN, len0 = a.len[kvh], nk = len0 + n;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
+    const hkg_bf16 *kbase = a.k + (size_t)a.off[kvh] * hd;
+    const hkg_bf16 *qbase = a.q + (size_t)h * n * hd;
+    const float sl2 = a.scale * LOG2E;
+    load_tile<HD, CS_BN>(Ks, kbase + (size_t)j0 * hd, nk - j0, hd, kbase);
+    cp_commit();
+    float cmax[NB][2], csum[NB][2];
+#pragma unroll
+    for (int nb = 0; nb < NB; nb++) cmax[nb][0] = cmax[nb][1] = csum[nb][0] = csum[nb][1] = 0.0f;
+    /* rows that see none of these keys start after the first row tile that does */
+    int rs = r0;
+    if (j0 - len0 > rs) rs = j0 - len0;
+    rs = r0 + (rs - r0) / CS_BM * CS_BM;
+    for (int rt = rs; rt < r1; rt += CS_BM) {
+        __syncthreads(); /* previous Q tile consumed */
+        load_tile<HD, CS_BM>(Qs, qbase + (size_t)rt * hd, r1 - rt, hd, qbase);
+        cp_commit();
+        cp_wait<0>();
         __syncthreads();
-        for (int e = threadIdx.x; e < nr * hd; e += blockDim.x) {
-            int r = e / hd, d = e - r * hd;
-            qs[r][d] = bf2f(a.q[((size_t)h * a.n + rb + r) * hd + d]) * a.scale;
-        }
-        for (int r = threadIdx.x; r < nr; r += blockDim.x) ls[r] = lse[(size_t)h * a.n + rb + r];
-        __syncthreads();
-        for (int r = 0; r < nr; r++) {
-            if (j >= len0 + rb + r + 1) continue; /* masked: p = 0 */
-            float p = expf(score(qs[r], kr, hd) - ls[r]);
-            cmax = fmaxf(cmax, p);
-            csum += p;
-        }
+        const int row_a = rt + warp * 16 + g, row_b = row_a + 8;
+        if (rt + warp * 16 >= r1) continue; /* warp-uniform */
+        float s[NB][4];
+        qk_tile<HD, NB>(s, Qs + warp * 16 * LD, Ks, lane);
+        const float la = row_a < r1 ? lse[(size_t)h * n + row_a] * LOG2E : 0.0f;
+        const float lb = row_b < r1 ? lse[(size_t)h * n + row_b] * LOG2E : 0.0f;
+#pragma unroll
+        for (int nb = 0; nb < NB; nb++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int key = j0 + nb * 8 + 2 * tq + (e & 1);
+                const int row = e < 2 ? row_a : row_b;
+                const bool vis = row < r1 && key <= len0 + row && key < nk;
+                const float p = vis ? exp2f(s[nb][e] * sl2 - (e < 2 ? la : lb)) : 0.0f;
+                cmax[nb][e & 1] = fmaxf(cmax[nb][e & 1], p);
+                csum[nb][e & 1] += p;
+            }
     }
-    if (j < nk_max) {
-        colmax[(size_t)h * nk_max + j] = cmax;
-        colsum[(size_t)h * nk_max + j] = csum;
+    cp_wait<0>(); /* no row tile: the K tile must still land before exit */
+    /* over the 8 row groups of the warp (lanes with the same tq) */
+#pragma unroll
+    for (int nb = 0; nb < NB; nb++)
+#pragma unroll
+        for (int c = 0; c < 2; c++)
+#pragma unroll
+            for (int o = 4; o < 32; o <<= 1) {
+                cmax[nb][c] = fmaxf(cmax[nb][c], __shfl_xor_sync(0xffffffffu, cmax[nb][c], o));
+                csum[nb][c] += __shfl_xor_sync(0xffffffffu, csum[nb][c], o);
+            }
+    if (g == 0)
+#pragma unroll
+        for (int nb = 0; nb < NB; nb++)
+#pragma unroll
+            for (int c = 0; c < 2; c++) {
+                red_m[warp][nb * 8 + 2 * tq + c] = cmax[nb][c];
+                red_s[warp][nb * 8 + 2 * tq + c] = csum[nb][c];
+            }
+    __syncthreads();
+    for (int c = threadIdx.x; c < CS_BN; c += FA_THREADS) {
+        if (j0 + c >= nk_max) continue;
+        float m = 0.0f, sum = 0.0f;
+        for (int w = 0; w < FA_WARPS; w++) m = fmaxf(m, red_m[w][c]), sum += red_s[w][c];
+        colmax[(size_t)h * nk_max + j0 + c] = m;
+        colsum[(size_t)h * nk_max + j0 + c] = sum;
     }
+}
+
+template <int HD>
+static cudaError_t launch_colstats(const hkg_attn_args *a, const float *lse, int r0, int r1,
+                                   int nk_max, float *colmax, float *colsum, cudaStream_t s) {
+    constexpr size_t smem = (size_t)(CS_BN + CS_BM) * (HD + 8) * sizeof(bf16);
+    static bool raised = false;
+    if (smem > 48 * 1024 - 2 * FA_WARPS * CS_BN * 4 && !raised) {
+        cudaError_t e = cudaFuncSetAttribute(colstats_mma_kernel<HD>,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             (int)smem);
+        if (e != cudaSuccess) return e;
+        raised = true;
+    }
+    dim3 grid((nk_max + CS_BN - 1) / CS_BN, a->H);
+    colstats_mma_kernel<HD><<<grid, FA_THREADS, smem, s>>>(*a, lse, r0, r1, nk_max, colmax,
+                                                           colsum);
+    return HKG_LAUNCHED();
 }
 
 extern "C" cudaError_t hkg_attn_colstats(const hkg_attn_args *a, const float *lse, int r0,
                                          int r1, int nk_max, float *colmax, float *colsum,
                                          cudaStream_t s) {
     if (nk_max <= 0) return cudaSuccess;
-    if (a->hd <= 0 || a->hd > HKG_MAX_HEAD_DIM || a->KV <= 0 || a->H % a->KV || r0 < 0 ||
-        r1 > a->n)
+    if (a->hd <= 0 || a->hd % 8 || a->hd > HKG_MAX_HEAD_DIM || a->KV <= 0 || a->H % a->KV ||
+        r0 < 0 || r1 > a->n)
         return cudaErrorInvalidValue;
-    dim3 grid((nk_max + CS_KEYS - 1) / CS_KEYS, a->H);
-    attn_colstats_kernel<<<grid, CS_KEYS, 0, s>>>(*a, lse, r0, r1, nk_max, colmax, colsum);
-    return HKG_LAUNCHED();
+    if (a->hd <= 32) return launch_colstats<32>(a, lse, r0, r1, nk_max, colmax, colsum, s);
+    if (a->hd <= 64) return launch_colstats<64>(a, lse, r0, r1, nk_max, colmax, colsum, s);
+    if (a->hd <= 128) return launch_colstats<128>(a, lse, r0, r1, nk_max, colmax, colsum, s);
+    return launch_colstats<256>(a, lse, r0, r1, nk_max, colmax, colsum, s);
 }

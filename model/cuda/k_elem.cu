@@ -36,9 +36,9 @@ extern "C" cudaError_t hkg_add_bias(float *x, const float *b, int n, int width,
 /* One block per (token, head); rotate_half pairs dims i and i + hd/2 with
  * angle (pos * inv_freq[i]) in fp32, as HF does. */
 static __global__ void rope_kernel(float *x, int row_stride, int hd, int pos0,
-                                   const float *inv_freq) {
+                                   const int32_t *d_pos0, const float *inv_freq) {
     float *p = x + (size_t)blockIdx.x * row_stride + (size_t)blockIdx.y * hd;
-    float pos = (float)(pos0 + (int)blockIdx.x);
+    float pos = (float)((d_pos0 ? *d_pos0 : pos0) + (int)blockIdx.x);
     int half = hd / 2;
     for (int i = threadIdx.x; i < half; i += blockDim.x) {
         float sn, cs;
@@ -50,9 +50,9 @@ static __global__ void rope_kernel(float *x, int row_stride, int hd, int pos0,
 }
 
 extern "C" cudaError_t hkg_rope(float *x, int n, int n_heads, int row_stride, int hd, int pos0,
-                                const float *inv_freq, cudaStream_t s) {
+                                const int32_t *d_pos0, const float *inv_freq, cudaStream_t s) {
     if (n <= 0 || n_heads <= 0) return cudaSuccess;
-    rope_kernel<<<dim3(n, n_heads), 64, 0, s>>>(x, row_stride, hd, pos0, inv_freq);
+    rope_kernel<<<dim3(n, n_heads), 64, 0, s>>>(x, row_stride, hd, pos0, d_pos0, inv_freq);
     return HKG_LAUNCHED();
 }
 
