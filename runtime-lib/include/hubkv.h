@@ -184,6 +184,12 @@ typedef struct {
     int32_t n_recent;    /* last tokens always kept (default 0)                */
     int64_t min_per_head; /* default 0; effective min = max(this, sink+recent) capped at N */
     int64_t max_per_head; /* default 0 = N; capped at N                        */
+    /* Optional knots (default NULL = every grid point): head h's curve is
+     * linear between grid points knots[knot_off[h] .. knot_off[h+1])
+     * (ascending, first 0, last G-1), e.g. its convex-hull vertices; the
+     * greedy then costs O(total knots * log n_heads). */
+    const int32_t *knots;
+    const int64_t *knot_off; /* (n_heads + 1), knot_off[0] = 0 */
 } hubkv_budget_params;
 
 hubkv_budget_params hubkv_budget_default_params(void);
@@ -197,6 +203,14 @@ hubkv_budget_params hubkv_budget_default_params(void);
  * HUBKV_ERR_RANGE if target is outside [sum min, sum max]. */
 hubkv_status hubkv_budget_greedy(const hubkv_budget_params *p, int64_t *out,
                                  char *err, size_t err_cap);
+
+/* The same greedy for several targets in one pass: the unit sequence does not
+ * depend on the target, so each allocation is a prefix of the next. targets:
+ * (n_targets) ascending, each feasible (p->target is ignored); out:
+ * (n_targets, n_heads), row k equal to hubkv_budget_greedy with targets[k]. */
+hubkv_status hubkv_budget_greedy_multi(const hubkv_budget_params *p, int32_t n_targets,
+                                       const int64_t *targets, int64_t *out, char *err,
+                                       size_t err_cap);
 
 /* ------------------------------------------------------------------------ */
 /* CPU reference operations                                                  */

@@ -1,0 +1,106 @@
+/* Solver benchmark: hulls + all 99 ratios for 80 layers x 64 KV heads on a
+ * 4,096-point grid (goal < 100 ms on one core), for noisy profiled-like
+ * curves and for the worst case (strictly convex: every point a knot); then
+ * the greedy against an exact DP on small instances to show cost growth.
+ * usage: bench_solver [layers heads grid] */
+#include "solve.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+static double now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+static uint64_t rng = 0x9E3779B97F4A7C15ULL;
+static double urand(void) {
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    return (double)(rng >> 11) / 9007199254740992.0;
+}
+
+/* Best of 3: hull time and greedy time (ms). */
+static void time_solve(const hks_problem *p, double *t_hull, double *t_greedy, int64_t *knots) {
+    *t_hull = *t_greedy = INFINITY;
+    for (int rep = 0; rep < 3; rep++) {
+        hks_solution s = {0};
+        hkm_err err = {{0}};
+        double t0 = now_ms();
+        if (hks_solve_hulls(p, &s, &err)) { fprintf(stderr, "%s\n", err.msg); exit(1); }
+        double t1 = now_ms();
+        if (hks_solve_budgets(p, &s, &err)) { fprintf(stderr, "%s\n", err.msg); exit(1); }
+        double t2 = now_ms();
+        *t_hull = fmin(*t_hull, t1 - t0);
+        *t_greedy = fmin(*t_greedy, t2 - t1);
+        *knots = s.knot_off[p->L * p->H];
+        hks_solution_free(&s);
+    }
+}
+
+/* Exact DP over integer budgets (min-plus convolution), O(heads * B * U). */
+static double dp_ms(int nh, int U) {
+    double *cur = calloc((size_t)nh * U + 1, sizeof *cur), *nxt = calloc((size_t)nh * U + 1, sizeof *nxt);
+    double *f = calloc((size_t)U + 1, sizeof *f);
+    double t0 = now_ms();
+    for (int b = 1; b <= nh * U; b++) cur[b] = INFINITY;
+    for (int h = 0; h < nh; h++) {
+        for (int x = 0; x <= U; x++) f[x] = exp(-3.0 * x / U) + 0.01 * urand();
+        for (int b = 0; b <= (h + 1) * U; b++) {
+            double best = INFINITY;
+            for (int x = 0; x <= U && x <= b; x++) best = fmin(best, cur[b - x] + f[x]);
+            nxt[b] = best;
+        }
+        memcpy(cur, nxt, ((size_t)nh * U + 1) * sizeof *cur);
+    }
+    double t = now_ms() - t0;
+    volatile double sink = cur[nh * U / 2];
+    (void)sink;
+    free(cur), free(nxt), free(f);
+    return t;
+}
+
+int main(int argc, char **argv) {
+    int L = argc > 3 ? atoi(argv[1]) : 80, H = argc > 3 ? atoi(argv[2]) : 64, G = argc > 3 ? atoi(argv[3]) : 4096;
+    size_t n = (size_t)L * H * G;
+    double *grid = calloc((size_t)G, sizeof *grid), *loss = calloc(n, sizeof *loss);
+    for (int g = 0; g < G; g++) grid[g] = g / (double)(G - 1);
+    hks_problem p = hks_problem_default();
+    p.L = L, p.H = H, p.G = G, p.grid = grid, p.loss = loss, p.n_tokens = 32768, p.n_sink = 4, p.n_recent = 32;
+    printf("bench_solver: %d layers x %d KV heads x %d grid points, N = %lld, 99 ratios, one core\n", L, H, G,
+           (long long)p.n_tokens);
+    const char *kind[2] = {"noisy (profiled-like: mean of 64 contexts)", "worst case (strictly convex, all knots)"};
+    for (int k = 0; k < 2; k++) {
+        for (int h = 0; h < L * H; h++) {
+            double a = 2 + 20 * urand(), noise = k ? 0 : 0.01;
+            for (int g = 0; g < G; g++) {
+                double x = grid[g];
+                loss[(size_t)h * G + g] = k ? (1 - x) * (1 - x) * (1 + a) / (1 + a * x)
+                                            : exp(-a * x) * (1 - x) + noise * (urand() - 0.5) / 8;
+            }
+        }
+        double th, tg;
+        int64_t knots;
+        time_solve(&p, &th, &tg, &knots);
+        printf("  %-44s PAVA+hull %7.1f ms  greedy (99 ratios) %7.1f ms  total %7.1f ms  (%.1f knots/head)\n", kind[k],
+               th, tg, th + tg, (double)knots / (L * H));
+    }
+    printf("exact DP vs greedy on small instances (6 heads, U tokens per head, all budgets):\n");
+    for (int U = 64; U <= 1024; U *= 2) {
+        enum { NH = 6 };
+        double *sg = calloc(17, sizeof *sg), *sl = calloc((size_t)NH * 17, sizeof *sl);
+        for (int g = 0; g < 17; g++) sg[g] = g / 16.0;
+        for (int i = 0; i < NH * 17; i++) sl[i] = exp(-3.0 * sg[i % 17]) + 0.01 * urand();
+        hks_problem q = hks_problem_default();
+        q.L = 1, q.H = NH, q.G = 17, q.grid = sg, q.loss = sl, q.n_tokens = U;
+        double th, tg;
+        int64_t knots;
+        time_solve(&q, &th, &tg, &knots);
+        printf("  U = %5d: DP %9.2f ms   hull + greedy %.3f ms\n", U, dp_ms(NH, U), th + tg);
+        free(sg), free(sl);
+    }
+    free(grid), free(loss);
+    return 0;
+}
