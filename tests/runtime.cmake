@@ -18,7 +18,9 @@ hubkv_rt_add_test(test_runtime_budget SOURCES ${_hkv_rt_tests}/test_runtime_budg
 hubkv_rt_add_test(test_runtime_ops SOURCES ${_hkv_rt_tests}/test_runtime_ops.c)
 hubkv_rt_add_test(test_runtime_decode SOURCES ${_hkv_rt_tests}/test_runtime_decode.c)
 # The profile test edits files with libhdf5 directly to make bad profiles; it
-# writes the round-trip file that tests/scripts/check_profile_h5py.py reads.
+# writes the round-trip file that tests/scripts/check_profile_h5py.py reads
+# (given this test binary as its second argument, the script also writes /gate
+# weights with h5py and checks them through `test_runtime_profile --dump-gate`).
 hubkv_rt_add_test(test_runtime_profile SOURCES ${_hkv_rt_tests}/test_runtime_profile.c
                   ARGS ${CMAKE_CURRENT_BINARY_DIR}/runtime_roundtrip.h5)
 target_include_directories(test_runtime_profile SYSTEM PRIVATE ${HDF5_C_INCLUDE_DIRS} ${HDF5_INCLUDE_DIRS})

@@ -55,12 +55,14 @@ static void *dev_copy(const void *h, size_t bytes) {
     return d;
 }
 
-/* Distinct scores: a random permutation of n values (no ties), or small
- * integers (many ties) when `ties`. */
+/* Distinct scores: a random permutation of n values (ties 0), small integers
+ * (ties 1: many ties), or one constant (ties 2: every token lands in the
+ * threshold bin of every radix pass; ties go by index). */
 static void fill_scores(float *s, int heads, int n, int ties) {
     for (int h = 0; h < heads; h++) {
         float *x = s + (size_t)h * n;
-        for (int i = 0; i < n; i++) x[i] = ties ? (float)(next_u32() % 16) : (float)i / (float)n - 0.3f;
+        for (int i = 0; i < n; i++)
+            x[i] = ties == 2 ? 0.75f : ties ? (float)(next_u32() % 16) : (float)i / (float)n - 0.3f;
         if (!ties)
             for (int i = n - 1; i > 0; i--) {
                 int j = (int)(next_u32() % (unsigned)(i + 1));
@@ -435,7 +437,7 @@ int main(void) {
     /* Widths: 5 and 9 use the float4 path (n % 4 == 0), 11 the scalar one. */
     int widths[] = {5, 9, 11, 5, 5};
     for (int i = 0; i < (small ? 3 : 5); i++)
-        for (int ties = 0; ties < 2; ties++) test_refine_topk(g, sizes[i][0], sizes[i][1], ties, widths[i]);
+        for (int ties = 0; ties < 3; ties++) test_refine_topk(g, sizes[i][0], sizes[i][1], ties, widths[i]);
     test_cache(g, 4, 300, 128); /* vectorised rows */
     test_cache(g, 3, 257, 6);   /* scalar fallback */
     if (!small) test_cache(g, 8, 32768, 128);

@@ -8,6 +8,7 @@
 
 #include <hdf5.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -200,7 +201,40 @@ static void test_bad(const char *good, const char *tmpdir) {
     CHECK(access(path, F_OK) != 0, "refused profile must not exist");
 }
 
+/* --dump-gate FILE LAYER NAME: prints "gate d_model H G r S" as
+ * hubkv_profile_gate_weights assembles the layer (or "gate invalid: why"),
+ * then the tensor as "shape d0 d1 ..." and one value a line (%.9g), for
+ * tests/scripts/check_profile_h5py.py, which writes gate weights with h5py
+ * and checks what the library reads. */
+static int dump_gate(const char *path, int32_t layer, const char *name) {
+    char err[512] = "";
+    hubkv_profile *p = NULL;
+    if (hubkv_profile_open(path, NULL, &p, err, sizeof err) != HUBKV_OK) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    const hubkv_gate_tensor *t = hubkv_profile_gate(p, layer, name);
+    if (!t) {
+        fprintf(stderr, "%s: no /gate/layer_%d/%s\n", path, layer, name);
+        hubkv_profile_free(p);
+        return 1;
+    }
+    hubkv_gate_weights w;
+    if (hubkv_profile_gate_weights(p, layer, &w) == HUBKV_OK)
+        printf("gate %d %d %d %d %d\n", w.d_model, w.n_kv_heads, w.n_group, w.rank, w.n_sink);
+    else
+        printf("gate invalid: %s\n", hubkv_profile_error(p));
+    int64_t count = 1;
+    printf("shape");
+    for (int i = 0; i < t->ndim; i++) printf(" %lld", (long long)t->shape[i]), count *= t->shape[i];
+    printf("\n");
+    for (int64_t i = 0; i < count; i++) printf("%.9g\n", t->data[i]);
+    hubkv_profile_free(p);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 5 && !strcmp(argv[1], "--dump-gate")) return dump_gate(argv[2], atoi(argv[3]), argv[4]);
     const char *path = argc > 1 ? argv[1] : "runtime_roundtrip.h5";
     char dir[1024];
     snprintf(dir, sizeof dir, "%s", path);

@@ -1,6 +1,7 @@
 /* Example: load a HubKV profile, get per-head budgets for a ratio, and
- * compress one layer of a random KV cache (GPU if available, else the CPU
- * reference). Usage: hubkv_example PROFILE.h5 [ratio] [n_tokens] */
+ * compress layer 0 of a random KV cache with the CPU reference path (the GPU
+ * path takes the same arrays: hubkv_gpu_refine_topk + hubkv_gpu_compact).
+ * Usage: hubkv_example PROFILE.h5 [ratio] [n_tokens] */
 #include "hubkv.h"
 
 #include <stdio.h>

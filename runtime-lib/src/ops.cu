@@ -1,6 +1,7 @@
 /* CUDA kernels of the runtime: HubKV refinement, per-head Top-K (one block
  * per head, 11/11/10-bit radix select over float4 groups, order-preserving
- * output via a block scan) with optional fused refinement, and compaction into the flattened
+ * output via a block scan; refine_topk writes z once with the first digit
+ * histogram, then selects on z), and compaction into the flattened
  * variable-length cache. CPU references: ops_cpu.c (exact agreement). */
 #include "gpu_internal.h"
 #include "ops_common.h"
@@ -211,16 +212,15 @@ __device__ void pick_bin(const uint32_t *hist, uint32_t k_rem, TkScan::TempStora
 
 /* Histogram of digit (key >> shift) & dmask over non-forced tokens whose key
  * matches prefix under mask. */
-template <bool REFINE>
-__device__ __forceinline__ void topk_hist(const float *__restrict__ sh, int n, float beta, const RefineArgs &a, bool vec,
-                                          int n_sink, int n_recent, uint32_t prefix, uint32_t mask, int shift,
-                                          uint32_t dmask, uint32_t *hist) {
+__device__ __forceinline__ void topk_hist(const float *__restrict__ sh, int n, bool vec, int n_sink, int n_recent,
+                                          uint32_t prefix, uint32_t mask, int shift, uint32_t dmask, uint32_t *hist) {
     int ng = (n + 3) / 4;
+    RefineArgs none = {};
     for (int g0 = threadIdx.x; g0 < ng; g0 += TK_THREADS * TK_UNROLL) {
         float z[TK_UNROLL][4];
 #pragma unroll
         for (int u = 0; u < TK_UNROLL; u++)
-            if (g0 + u * TK_THREADS < ng) group_vals<REFINE>(sh, n, g0 + u * TK_THREADS, beta, a, vec, z[u]);
+            if (g0 + u * TK_THREADS < ng) group_vals<false>(sh, n, g0 + u * TK_THREADS, 1.0f, none, vec, z[u]);
 #pragma unroll
         for (int u = 0; u < TK_UNROLL; u++) {
             int g = g0 + u * TK_THREADS;
@@ -236,17 +236,16 @@ __device__ __forceinline__ void topk_hist(const float *__restrict__ sh, int n, f
     }
 }
 
-template <bool REFINE>
 __global__ void __launch_bounds__(TK_THREADS)
-topk_kernel(const float *__restrict__ s, RefineArgs a, int n, bool vec, const int32_t *__restrict__ off, int n_sink,
-            int n_recent, const uint32_t *__restrict__ pre_hist, int32_t *__restrict__ idx, int *flag) {
+topk_kernel(const float *__restrict__ s, int n, bool vec, const int32_t *__restrict__ off, int n_sink, int n_recent,
+            const uint32_t *__restrict__ pre_hist, int32_t *__restrict__ idx, int *flag) {
     __shared__ uint32_t hist[TK_BINS];
     __shared__ typename TkScan::TempStorage scan_tmp;
     __shared__ int s_bin;
     __shared__ uint32_t s_left, s_count;
     int h = blockIdx.x, t = threadIdx.x;
     const float *sh = s + (size_t)h * n;
-    float beta = REFINE ? a.beta[h] : 1.0f;
+    RefineArgs none = {};
     int64_t k = (int64_t)off[h + 1] - off[h], forced = hkv_n_forced(n, n_sink, n_recent);
     if (k < forced || k > n) {
         if (t == 0) atomicCAS(flag, 0, HKV_FLAG_TOPK_K | (h + 1));
@@ -265,7 +264,7 @@ topk_kernel(const float *__restrict__ s, RefineArgs a, int n, bool vec, const in
         if (pass == 0 && pre_hist) // first digit histogram already made by refine_hist_kernel
             for (int b = t; b < TK_BINS; b += TK_THREADS) hist[b] = pre_hist[(size_t)h * TK_BINS + b];
         else
-            topk_hist<REFINE>(sh, n, beta, a, vec, n_sink, n_recent, prefix, mask, shifts[pass], dmask, hist);
+            topk_hist(sh, n, vec, n_sink, n_recent, prefix, mask, shifts[pass], dmask, hist);
         __syncthreads();
         pick_bin(hist, k_rem, scan_tmp, &s_bin, &s_left, &s_count);
         __syncthreads();
@@ -283,7 +282,7 @@ topk_kernel(const float *__restrict__ s, RefineArgs a, int n, bool vec, const in
         uint32_t flags[TK_ITEMS], local = 0;
         int g = base / TK_ITEMS + t;
         float z[4] = {0, 0, 0, 0};
-        if (mode >= 2 && 4 * g < n) group_vals<REFINE>(sh, n, g, beta, a, vec, z);
+        if (mode >= 2 && 4 * g < n) group_vals<false>(sh, n, g, 1.0f, none, vec, z);
 #pragma unroll
         for (int j = 0; j < TK_ITEMS; j++) {
             int i = 4 * g + j;
@@ -346,21 +345,17 @@ __global__ void refine_hist_kernel(const float *__restrict__ s, RefineArgs a, in
         if (hist[b]) atomicAdd(&ghist[(size_t)h * TK_BINS + b], hist[b]);
 }
 
-static hubkv_status launch_topk(hubkv_gpu *g, bool refine, const float *d_s, RefineArgs a, int32_t n_heads,
-                                int64_t n, const int32_t *d_off, int32_t n_sink, int32_t n_recent,
-                                const uint32_t *d_pre_hist, int32_t *d_idx) {
+/* Top-K over plain scores d_s (refine_topk passes z and its first-digit
+ * histogram d_pre_hist; else NULL). */
+static hubkv_status launch_topk(hubkv_gpu *g, const float *d_s, int32_t n_heads, int64_t n, const int32_t *d_off,
+                                int32_t n_sink, int32_t n_recent, const uint32_t *d_pre_hist, int32_t *d_idx) {
     if (n_heads <= 0 || n <= 0 || n >= (1LL << 31) - TK_THREADS * TK_ITEMS || n_sink < 0 || n_recent < 0 || !d_s ||
         !d_off || !d_idx)
         return hkv_fail(g->err, sizeof g->err, HUBKV_ERR_INVALID_ARG,
                         "gpu topk: n_heads %d, n_tokens %lld, n_sink %d, n_recent %d, or a NULL array", n_heads,
                         (long long)n, n_sink, n_recent);
-    bool vec = vec_ok(d_s, n);
-    if (refine)
-        topk_kernel<true><<<n_heads, TK_THREADS, 0, g->stream>>>(d_s, a, (int)n, vec, d_off, n_sink, n_recent,
-                                                                 d_pre_hist, d_idx, g->d_flag);
-    else
-        topk_kernel<false><<<n_heads, TK_THREADS, 0, g->stream>>>(d_s, a, (int)n, vec, d_off, n_sink, n_recent,
-                                                                  d_pre_hist, d_idx, g->d_flag);
+    topk_kernel<<<n_heads, TK_THREADS, 0, g->stream>>>(d_s, (int)n, vec_ok(d_s, n), d_off, n_sink, n_recent, d_pre_hist,
+                                                       d_idx, g->d_flag);
     HKV_LAUNCH_CK(g->err);
     return HUBKV_OK;
 }
@@ -368,8 +363,7 @@ static hubkv_status launch_topk(hubkv_gpu *g, bool refine, const float *d_s, Ref
 extern "C" hubkv_status hubkv_gpu_topk(hubkv_gpu *g, const float *d_s, int32_t n_heads, int64_t n,
                                        const int32_t *d_off, int32_t n_sink, int32_t n_recent, int32_t *d_idx) {
     if (!g) return HUBKV_ERR_INVALID_ARG;
-    RefineArgs a = {};
-    return launch_topk(g, false, d_s, a, n_heads, n, d_off, n_sink, n_recent, NULL, d_idx);
+    return launch_topk(g, d_s, n_heads, n, d_off, n_sink, n_recent, NULL, d_idx);
 }
 
 extern "C" hubkv_status hubkv_gpu_refine_topk(hubkv_gpu *g, const float *d_s, const float *d_beta, int32_t n_heads,
@@ -395,8 +389,7 @@ extern "C" hubkv_status hubkv_gpu_refine_topk(hubkv_gpu *g, const float *d_s, co
     refine_hist_kernel<<<dim3(bx, n_heads), threads, 0, g->stream>>>(d_s, refine_args(d_beta, p), (int)n, vec, n_sink,
                                                                      n_recent, z, hist);
     HKV_LAUNCH_CK(g->err);
-    RefineArgs none = {};
-    return launch_topk(g, false, z, none, n_heads, n, d_off, n_sink, n_recent, hist, d_idx);
+    return launch_topk(g, z, n_heads, n, d_off, n_sink, n_recent, hist, d_idx);
 }
 
 // ---------------------------------------------------------------------------
