@@ -177,6 +177,20 @@ static void test_bad(const char *good, const char *tmpdir) {
     H5Fclose(h);
     expect_open(path, &m, HUBKV_ERR_FORMAT, "missing dataset /budgets/keep", NULL, "missing dataset");
 
+    /* A variable-length string attribute (HDF5's global heap, which libhdf5
+     * reads unvalidated and fuzzing crashed) is refused by name. */
+    snprintf(path, sizeof path, "%s/rt_vlen.h5", tmpdir);
+    h = reopen_rw(good, path);
+    H5Adelete(h, "producer");
+    hid_t vt = H5Tcopy(H5T_C_S1);
+    H5Tset_size(vt, H5T_VARIABLE);
+    sp = H5Screate(H5S_SCALAR);
+    a = H5Acreate2(h, "producer", vt, sp, H5P_DEFAULT, H5P_DEFAULT);
+    const char *who = "h5py";
+    H5Awrite(a, vt, &who);
+    H5Aclose(a), H5Sclose(sp), H5Tclose(vt), H5Fclose(h);
+    expect_open(path, &m, HUBKV_ERR_FORMAT, "\"producer\"", "variable-length", "variable-length string");
+
     hubkv_model_desc m2 = m;
     m2.n_kv_heads = 8;
     expect_open(good, &m2, HUBKV_ERR_FINGERPRINT, "n_kv_heads", "profile has 2, model has 8", "fingerprint heads");

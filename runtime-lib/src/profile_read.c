@@ -60,15 +60,17 @@ static hubkv_status get_str(hid_t obj, const char *name, char **out, const char 
     H5CK(var = H5Tis_variable_str(t));
     H5CK(mt = H5Tcopy(H5T_C_S1));
     if (var) {
-        char *s = NULL;
-        H5CK(H5Tset_size(mt, H5T_VARIABLE));
-        H5CK(H5Tset_cset(mt, H5Tget_cset(t)));
-        H5CK(H5Aread(a, mt, &s));
-        *out = strdup(s ? s : "");
-        H5free_memory(s);
+        /* Variable-length strings live in HDF5's global heap, which libhdf5
+         * reads without validation: a corrupt one crashes it (found by
+         * fuzzing). Profiles store fixed-length strings; refuse the rest. */
+        st = hkv_fail(err, cap, HUBKV_ERR_FORMAT,
+                      "%s: attribute \"%s\": expected a fixed-length string, got a variable-length one",
+                      path, name);
+        goto done;
     } else {
         size_t n = H5Tget_size(t);
         H5CK(H5Tset_size(mt, n + 1));
+        H5CK(H5Tset_cset(mt, H5Tget_cset(t))); /* HDF5 converts no charsets */
         *out = hkv_calloc(n + 2, 1);
         if (*out) H5CK(H5Aread(a, mt, *out));
     }

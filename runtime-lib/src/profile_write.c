@@ -25,9 +25,12 @@ hubkv_profile_data hubkv_profile_data_default(void) {
 static herr_t put_str(hid_t obj, const char *name, const char *val) {
     hid_t t = H5Tcopy(H5T_C_S1), sp = H5Screate(H5S_SCALAR), a = -1;
     herr_t r = -1;
-    if (t >= 0 && sp >= 0 && H5Tset_size(t, H5T_VARIABLE) >= 0 && H5Tset_cset(t, H5T_CSET_UTF8) >= 0 &&
-        (a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT)) >= 0)
-        r = H5Awrite(a, t, &val);
+    /* Fixed-length, so readers never touch HDF5's global heap, which libhdf5
+     * does not validate (a corrupt variable-length string crashes it). */
+    size_t n = strlen(val);
+    if (t >= 0 && sp >= 0 && H5Tset_size(t, n ? n : 1) >= 0 && H5Tset_strpad(t, H5T_STR_NULLPAD) >= 0 &&
+        H5Tset_cset(t, H5T_CSET_UTF8) >= 0 && (a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT)) >= 0)
+        r = H5Awrite(a, t, n ? val : "");
     if (a >= 0) H5Aclose(a);
     if (sp >= 0) H5Sclose(sp);
     if (t >= 0) H5Tclose(t);
