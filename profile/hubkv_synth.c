@@ -5,6 +5,7 @@
 #include "synth_tasks.h"
 
 #include <errno.h>
+#include <math.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -220,7 +221,9 @@ int main(int argc, char **argv) {
     int tty = isatty(2);
     for (long i = 0; i < o.count; i++) {
         gsl_rng_set(r, (unsigned long)splitmix64(o.seed * 0x100000001B3ull + (uint64_t)i));
-        int split = gsl_rng_uniform(r) < o.heldout ? HKP_SPLIT_HELDOUT : HKP_SPLIT_CALIB;
+        // Evenly spaced, so exactly floor(count * heldout) contexts are held out.
+        int split = floor((double)(i + 1) * o.heldout) > floor((double)i * o.heldout) ? HKP_SPLIT_HELDOUT
+                                                                                      : HKP_SPLIT_CALIB;
         int task = pick_task(&o, r);
         hkp_seq seq;
         if (hkp_synth_context(&s, task, r, &seq, &err) != HKM_OK) {
