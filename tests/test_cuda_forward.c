@@ -8,6 +8,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "hkg_host.h" /* graph_replays: is decode really replayed? */
 #include "hkm_internal.h"
 #include "hubkv_cuda.h"
 #include "test_cuda_util.h"
@@ -314,6 +315,11 @@ static void test_checkpoint(const char *name, const char *path, const int32_t *p
         CHECK(ok || tie, "%s: greedy continuations differ at step %d of %d/%d", name, k, nc, ng);
         printf("%s %s: greedy continuation (%d tokens, same for %d%s)\n", ok || tie ? "PASS" : "FAIL",
                name, nc, k, tie ? ", then a near-tie within bf16 tolerance" : "");
+        /* every decode step after the first token goes through the graph */
+        CHECK(g->graph_replays >= ng - 1, "%s: decode graph replayed %d times for %d steps",
+              name, g->graph_replays, ng - 1);
+        printf("%s %s: decode graph replayed %d times\n", g->graph_replays >= ng - 1 ? "PASS"
+               : "FAIL", name, g->graph_replays);
         free(ref), free(got);
     }
     hkm_kvcache_free(kc);

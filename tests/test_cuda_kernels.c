@@ -320,6 +320,82 @@ static void test_scatter_gather(void) {
     free(qkv), free(q), free(k), free(qr), free(kr), free(g), free(gr);
 }
 
+/* ---------------------------------------------------------------- decode products */
+
+/* hkg_gemv against a double reference on the bf16 operands, in each mode and
+ * with its input bf16 or normed on the fly; rows and in chosen to hit every
+ * lanes-per-row variant and the unrolled loop's remainder. */
+static void test_gemv(int rows, int in, int mode, int norm) {
+    const int wrows = mode == HKG_GEMV_SWIGLU ? 2 * rows : rows;
+    float *W = malloc((size_t)wrows * in * 4), *x = malloc(in * 4), *nw = malloc(in * 4);
+    float *xn = malloc(in * 4), *y0 = malloc(rows * 4), *ref = malloc(rows * 4);
+    float *got = malloc(rows * 4);
+    fill(W, (size_t)wrows * in, 1.0f), fill(x, in, 2.0f), fill(nw, in, 1.0f), fill(y0, rows, 3.0f);
+    round_bf16(W, (size_t)wrows * in);
+    if (norm) {
+        ref_rmsnorm(x, nw, 1, in, 1e-5f, xn);
+    } else {
+        memcpy(xn, x, in * 4);
+    }
+    round_bf16(xn, in);
+    for (int r = 0; r < rows; r++) {
+        double a = 0, b = 0;
+        for (int i = 0; i < in; i++) a += (double)W[(size_t)r * in + i] * xn[i];
+        if (mode == HKG_GEMV_SWIGLU)
+            for (int i = 0; i < in; i++) b += (double)W[(size_t)(r + rows) * in + i] * xn[i];
+        ref[r] = mode == HKG_GEMV_STORE ? (float)a : mode == HKG_GEMV_ADD ? y0[r] + (float)a
+                 : (float)(a / (1.0 + exp(-a)) * b);
+    }
+    hkg_bf16 *dW = dput_bf16(W, (size_t)wrows * in), *dxb = dput_bf16(x, in);
+    float *dx = dput_f32(x, in), *dnw = dput_f32(nw, in);
+    float *dy = mode == HKG_GEMV_ADD ? dput_f32(y0, rows) : dalloc_nan(rows * 4);
+    hkg_bf16 *dyb = dalloc_nan(rows * 2);
+    CU(hkg_gemv(dW, rows, in, norm ? NULL : dxb, norm ? dx : NULL, norm ? dnw : NULL, 1e-5f,
+                (hkg_gemv_mode)mode, dy, dyb, 0));
+    if (mode == HKG_GEMV_SWIGLU) dget_bf16(got, dyb, rows);
+    else dget_f32(got, dy, rows);
+    char name[96];
+    snprintf(name, sizeof name, "gemv rows=%d in=%d mode=%d norm=%d", rows, in, mode, norm);
+    /* fp32 accumulation of in products of size ~1: atol scales with sqrt(in);
+     * the normed input may round differently in one bf16 ulp (2^-8) */
+    float atol = 1e-4f * sqrtf((float)in) + (norm ? 4e-3f * sqrtf((float)in) : 0.0f);
+    compare(name, got, ref, rows, atol, mode == HKG_GEMV_SWIGLU ? 1e-2f : 1e-3f);
+    cudaFree(dW), cudaFree(dxb), cudaFree(dx), cudaFree(dnw), cudaFree(dy), cudaFree(dyb);
+    free(W), free(x), free(nw), free(xn), free(y0), free(ref), free(got);
+}
+
+/* RoPE + scatter fused, against the two unfused kernels (bit-exact). */
+static void test_rope_scatter(void) {
+    int n = 3, H = 4, KV = 2, hd = 64, cap = 16, w = (H + 2 * KV) * hd, half = hd / 2;
+    int32_t off[2] = {0, cap}, len[2] = {2, 5};
+    float *qkv = malloc(n * w * 4), *inv = malloc(half * 4);
+    fill(qkv, n * w, 1.0f);
+    for (int i = 0; i < half; i++) inv[i] = 1.0f / powf(10000.0f, (float)(2 * i) / hd);
+    float *dqkv = dput_f32(qkv, n * w), *dqkv2 = dput_f32(qkv, n * w), *dinv = dput_f32(inv, half);
+    int32_t *doff = dalloc_nan(8), *dlen = dalloc_nan(8);
+    CU(cudaMemcpy(doff, off, 8, cudaMemcpyHostToDevice));
+    CU(cudaMemcpy(dlen, len, 8, cudaMemcpyHostToDevice));
+    size_t nq = (size_t)H * n * hd, nc = (size_t)KV * cap * hd;
+    hkg_bf16 *q1 = dalloc_nan(nq * 2), *k1 = dalloc_nan(nc * 2), *v1 = dalloc_nan(nc * 2);
+    hkg_bf16 *q2 = dalloc_nan(nq * 2), *k2 = dalloc_nan(nc * 2), *v2 = dalloc_nan(nc * 2);
+    CU(hkg_rope(dqkv, n, H + KV, w, hd, 700, NULL, dinv, 0));
+    CU(hkg_qkv_scatter(dqkv, n, H, KV, hd, q1, k1, v1, doff, dlen, 0));
+    CU(hkg_rope_scatter(dqkv2, n, H, KV, hd, 700, NULL, dinv, q2, k2, v2, doff, dlen, 0));
+    float *a = malloc(nc * 4), *b = malloc(nc * 4);
+    dget_bf16(a, q1, nq), dget_bf16(b, q2, nq);
+    compare("rope_scatter q", b, a, nq, 0, 0);
+    for (int h = 0; h < KV; h++) { /* only the appended rows were written */
+        size_t r0 = (size_t)(off[h] + len[h]) * hd;
+        dget_bf16(a, k1, nc), dget_bf16(b, k2, nc);
+        compare("rope_scatter k", b + r0, a + r0, (size_t)n * hd, 0, 0);
+        dget_bf16(a, v1, nc), dget_bf16(b, v2, nc);
+        compare("rope_scatter v", b + r0, a + r0, (size_t)n * hd, 0, 0);
+    }
+    cudaFree(dqkv), cudaFree(dqkv2), cudaFree(dinv), cudaFree(doff), cudaFree(dlen);
+    cudaFree(q1), cudaFree(k1), cudaFree(v1), cudaFree(q2), cudaFree(k2), cudaFree(v2);
+    free(qkv), free(inv), free(a), free(b);
+}
+
 int main(void) {
     skip_without_gpu();
     test_rmsnorm(4, 576, 0);
@@ -329,6 +405,12 @@ int main(void) {
     test_swiglu_bias_embed();
     test_argmax();
     test_scatter_gather();
+    test_rope_scatter();
+    test_gemv(2048, 2048, HKG_GEMV_STORE, 1);   /* 1B q/k/v product, norm fused */
+    test_gemv(2048, 8192, HKG_GEMV_ADD, 0);     /* 1B down product into the residual */
+    test_gemv(1536, 576, HKG_GEMV_SWIGLU, 1);   /* SmolLM2 gate/up, 16 lanes per row */
+    test_gemv(77, 200, HKG_GEMV_STORE, 0);      /* 8 lanes per row, ragged */
+    test_gemv(3000, 1032, HKG_GEMV_ADD, 1);     /* unrolled loop remainder */
     test_attention(8, 2, 64, 70, 0, 0, 0);    /* plain causal prefill */
     test_attention(8, 2, 64, 45, 37, 100, 0); /* chunk after a cache, uneven heads */
     test_attention(4, 4, 128, 33, 5, 64, 0);  /* MHA, hd 128 */

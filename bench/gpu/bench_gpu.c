@@ -119,6 +119,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < maxctx; i++) ids[i] = (i * 7919 + 13) % c->vocab_size;
     float *logits = malloc((size_t)c->vocab_size * 4);
     for (int i = 0; i < npre; i++) {
+        if (pre[i] <= 0) continue; /* --prefill 0: decode only */
         printf("prefill_%d_tok_s %.0f\n", pre[i], pre[i] / prefill_time(g, kc, ids, pre[i], chunk, logits, 0));
         printf("prefill_cap_%d_tok_s %.0f\n", pre[i],
                pre[i] / prefill_time(g, kc, ids, pre[i], chunk, logits, 1));
@@ -135,6 +136,20 @@ int main(int argc, char **argv) {
             DIE("decode: %s", err.msg);
     t = now() - t;
     printf("decode_ctx %d\ndecode_tok_s %.1f\n", dctx, ndec / t);
+    /* greedy decode: the token id is picked on the device, no logits leave it;
+     * the difference of two runs cancels the prompt's prefill */
+    int32_t *out = malloc((size_t)(ndec + 1) * 4);
+    int n_out = 0;
+    double tg[2];
+    for (int rep = 0; rep < 3; rep++) {
+        int k = rep == 1 ? 1 : ndec + 1;
+        double t0 = now();
+        if (hkm_gpu_generate_greedy(g, kc, ids, dctx, k, -1, out, &n_out, &err) != HKM_OK)
+            DIE("greedy: %s", err.msg);
+        if (rep) tg[rep - 1] = now() - t0; /* rep 0 warms up */
+    }
+    printf("decode_greedy_tok_s %.1f\n", ndec / (tg[1] - tg[0]));
+    free(out);
     printf("weights_bytes %zu\nkv_bytes_per_token_at_ctx %zu\n", plan.weights,
            (size_t)2 * c->n_layers * c->n_kv_heads * c->head_dim * 2 * (size_t)dctx);
     printf("peak_bytes %zu\n", hkm_gpu_model_peak_bytes(g));

@@ -149,6 +149,9 @@ def main():
         print(f"{name} decode @ {DECODE_CTX}: hubkv {hv} tok/s, transformers {tv} tok/s, ratio "
               f"{(hv / tv) if hv and tv else float('nan'):.2f}; roofline {roof:.0f} tok/s, hubkv at "
               f"{(hv / roof * 100) if hv else float('nan'):.0f}%")
+        gv = h.get("decode_greedy_tok_s")
+        print(f"{name} greedy decode @ {DECODE_CTX} (token id picked on the device): hubkv {gv} "
+              f"tok/s, at {(gv / roof * 100) if gv else float('nan'):.0f}% of the roofline")
         print(f"{name} peak memory: hubkv {h.get('peak_bytes', 0) / 2**30:.2f} GiB, transformers "
               f"{t.get('peak_bytes', 0) / 2**30:.2f} GiB")
 

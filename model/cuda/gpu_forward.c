@@ -9,9 +9,20 @@
 
 /* Y (n, out) fp32 = X (n, in) bf16 . W^T, W (out, in) bf16 row-major;
  * beta = 1 adds into Y (the residual stream). */
+/* Whether one token's products go through hkg_gemv (cuBLAS's n = 1 path
+ * reads the weights far below the memory bandwidth). */
+static int gemv1(const hkm_gpu_model *g, int n, int in) {
+    return n == 1 && !g->no_gemv && hkg_gemv_ok(in);
+}
+
 static hkm_status gemm(hkm_gpu_model *g, const hkg_bf16 *W, int out, int in, const hkg_bf16 *X,
                        int n, float *Y, float beta, hkm_err *err) {
     const float alpha = 1.0f;
+    if (gemv1(g, n, in)) {
+        HKG_CUDA(hkg_gemv(W, out, in, X, NULL, NULL, 0.0f,
+                          beta != 0.0f ? HKG_GEMV_ADD : HKG_GEMV_STORE, Y, NULL, g->stream), err);
+        return HKM_OK;
+    }
     HKG_BLAS(cublasGemmEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &alpha, W, CUDA_R_16BF,
                           in, X, CUDA_R_16BF, in, &beta, Y, CUDA_R_32F, out, CUBLAS_COMPUTE_32F,
                           CUBLAS_GEMM_DEFAULT),
@@ -238,19 +249,27 @@ static hkm_status attention(hkm_gpu_model *g, hkm_gpu_cache *c, fwd_call *f, int
     int n = f->n, H = cf->n_heads, KV = cf->n_kv_heads, hd = cf->head_dim, w = f->qkvw;
     cudaStream_t s = g->stream;
     const int32_t *len = c->d_len + (size_t)l * KV;
-    HKM_TRY(gemm(g, L->wqkv, w, cf->d_model, g->xn, n, g->qkv, 0.0f, err));
+    if (gemv1(g, n, cf->d_model)) /* RMSNorm fused into the product */
+        HKG_CUDA(hkg_gemv(L->wqkv, w, cf->d_model, NULL, g->x, L->attn_norm, cf->rms_eps,
+                          HKG_GEMV_STORE, g->qkv, NULL, s), err);
+    else
+        HKM_TRY(gemm(g, L->wqkv, w, cf->d_model, g->xn, n, g->qkv, 0.0f, err));
     if (L->bqkv) HKG_CUDA(hkg_add_bias(g->qkv, L->bqkv, n, w, s), err);
     if (L->q_norm) {
         HKG_CUDA(hkg_head_rmsnorm(g->qkv, n, H, w, hd, L->q_norm, cf->rms_eps, s), err);
         HKG_CUDA(hkg_head_rmsnorm(g->qkv + (size_t)H * hd, n, KV, w, hd, L->k_norm,
                                   cf->rms_eps, s), err);
     }
-    HKG_CUDA(hkg_rope(g->qkv, n, H + KV, w, hd, f->pos0, f->d_pos0, g->inv_freq, s), err);
-    if (f->h_qkv)
+    if (f->h_qkv) { /* the capture wants the roped fp32 rows */
+        HKG_CUDA(hkg_rope(g->qkv, n, H + KV, w, hd, f->pos0, f->d_pos0, g->inv_freq, s), err);
         HKG_CUDA(cudaMemcpyAsync(f->h_qkv, g->qkv, (size_t)n * w * 4, cudaMemcpyDeviceToHost, s),
                  err);
-    HKG_CUDA(hkg_qkv_scatter(g->qkv, n, H, KV, hd, g->q, c->k[l], c->v[l], c->d_off, len, s),
-             err);
+        HKG_CUDA(hkg_qkv_scatter(g->qkv, n, H, KV, hd, g->q, c->k[l], c->v[l], c->d_off, len, s),
+                 err);
+    } else {
+        HKG_CUDA(hkg_rope_scatter(g->qkv, n, H, KV, hd, f->pos0, f->d_pos0, g->inv_freq, g->q,
+                                  c->k[l], c->v[l], c->d_off, len, s), err);
+    }
     hkg_attn_args a = {g->q, c->k[l], c->v[l], c->d_off, len, n, H, KV, hd,
                        1.0f / sqrtf((float)hd)};
     if (n == 1) {
@@ -267,6 +286,11 @@ static hkm_status attention(hkm_gpu_model *g, hkm_gpu_cache *c, fwd_call *f, int
 
 static hkm_status mlp(hkm_gpu_model *g, int n, const hkg_layer *L, hkm_err *err) {
     const hkm_config *cf = &g->cfg;
+    if (gemv1(g, n, cf->d_model) && hkg_gemv_ok(cf->d_ff)) { /* norm and SwiGLU fused */
+        HKG_CUDA(hkg_gemv(L->wgu, cf->d_ff, cf->d_model, NULL, g->x, L->ffn_norm, cf->rms_eps,
+                          HKG_GEMV_SWIGLU, NULL, g->xn, g->stream), err);
+        return gemm(g, L->wdown, cf->d_model, cf->d_ff, g->xn, n, g->x, 1.0f, err);
+    }
     HKG_CUDA(hkg_rmsnorm(g->x, NULL, L->ffn_norm, n, cf->d_model, cf->rms_eps, g->xn, g->stream),
              err);
     HKM_TRY(gemm(g, L->wgu, 2 * cf->d_ff, cf->d_model, g->xn, n, g->gu, 0.0f, err));
@@ -280,8 +304,9 @@ static hkm_status layer(hkm_gpu_model *g, hkm_gpu_cache *c, fwd_call *f, int l, 
     if (f->h_hidden)
         HKG_CUDA(cudaMemcpyAsync(f->h_hidden, g->x, (size_t)f->n * cf->d_model * 4,
                                  cudaMemcpyDeviceToHost, g->stream), err);
-    HKG_CUDA(hkg_rmsnorm(g->x, NULL, L->attn_norm, f->n, cf->d_model, cf->rms_eps, g->xn,
-                         g->stream), err);
+    if (!gemv1(g, f->n, cf->d_model))
+        HKG_CUDA(hkg_rmsnorm(g->x, NULL, L->attn_norm, f->n, cf->d_model, cf->rms_eps, g->xn,
+                             g->stream), err);
     HKM_TRY(attention(g, c, f, l, L, err));
     return mlp(g, f->n, L, err);
 }
@@ -289,6 +314,12 @@ static hkm_status layer(hkm_gpu_model *g, hkm_gpu_cache *c, fwd_call *f, int l, 
 /* Logits of rows [r0, r0 + nr) of x into g->logits (nr <= HKG_LOGIT_ROWS). */
 static hkm_status head_rows(hkm_gpu_model *g, int r0, int nr, hkm_err *err) {
     const hkm_config *cf = &g->cfg;
+    if (gemv1(g, nr, cf->d_model)) {
+        HKG_CUDA(hkg_gemv(g->lm_head, cf->vocab_size, cf->d_model, NULL,
+                          g->x + (size_t)r0 * cf->d_model, g->out_norm, cf->rms_eps,
+                          HKG_GEMV_STORE, g->logits, NULL, g->stream), err);
+        return HKM_OK;
+    }
     HKG_CUDA(hkg_rmsnorm(g->x + (size_t)r0 * cf->d_model, NULL, g->out_norm, nr, cf->d_model,
                          cf->rms_eps, g->xn, g->stream), err);
     return gemm(g, g->lm_head, cf->vocab_size, cf->d_model, g->xn, nr, g->logits, 0.0f, err);
@@ -361,6 +392,7 @@ static hkm_status decode_graph(hkm_gpu_model *g, hkm_gpu_cache *c, const int32_t
     HKG_CUDA(cudaMemcpyAsync(g->ids, ids, 4, cudaMemcpyHostToDevice, g->stream), err);
     HKG_CUDA(cudaMemcpyAsync(g->pos, &pos, 4, cudaMemcpyHostToDevice, g->stream), err);
     HKG_CUDA(cudaGraphLaunch(g->graph, g->stream), err);
+    g->graph_replays++;
     if (logits)
         HKG_CUDA(cudaMemcpyAsync(logits, g->logits, (size_t)g->cfg.vocab_size * 4,
                                  cudaMemcpyDeviceToHost, g->stream), err);

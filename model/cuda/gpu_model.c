@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define ALIGN 256
@@ -294,6 +295,12 @@ hkm_status hkm_gpu_model_upload(const hkm_model *m, int max_chunk, hkm_gpu_model
     HKM_ALLOC(g, 1, err);
     g->cfg = m->cfg;
     g->max_chunk = max_chunk;
+    /* benchmark switches: HUBKV_GPU_GEMV=0 / HUBKV_GPU_GRAPH=0 take decode back
+     * to cuBLAS products / plain launches, to measure what each one gives */
+    const char *ev = getenv("HUBKV_GPU_GEMV");
+    g->no_gemv = ev && !strcmp(ev, "0");
+    ev = getenv("HUBKV_GPU_GRAPH");
+    g->no_graph = ev && !strcmp(ev, "0");
     g->layers = calloc((size_t)m->cfg.n_layers, sizeof *g->layers);
     hkm_status st = g->layers ? model_init(g, m, err)
                               : hkm_fail(err, HKM_ERR_NOMEM, "GPU upload: no host memory");

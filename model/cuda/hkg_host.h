@@ -76,6 +76,8 @@ struct hkm_gpu_model {
     cudaGraphExec_t graph;
     const hkm_gpu_cache *graph_cache;
     int no_graph;       /* capture failed once: plain launches from then on */
+    int graph_replays;  /* decode tokens served by the graph (diagnostics) */
+    int no_gemv;        /* decode products through cuBLAS instead of hkg_gemv */
     /* capture buffers, grown on demand */
     float *probs;
     size_t probs_cap;   /* floats */

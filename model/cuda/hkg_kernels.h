@@ -66,9 +66,31 @@ cudaError_t hkg_argmax(const float *x, int rows, int cols, int32_t *out, cudaStr
 cudaError_t hkg_qkv_scatter(const float *qkv, int n, int H, int KV, int hd, hkg_bf16 *q,
                             hkg_bf16 *kc, hkg_bf16 *vc, const int32_t *off,
                             const int32_t *len, cudaStream_t s);
+/* hkg_rope then hkg_qkv_scatter in one pass, for when the roped fp32 qkv is
+ * not wanted: qkv itself is left unchanged. */
+cudaError_t hkg_rope_scatter(const float *qkv, int n, int H, int KV, int hd, int pos0,
+                             const int32_t *d_pos0, const float *inv_freq, hkg_bf16 *q,
+                             hkg_bf16 *kc, hkg_bf16 *vc, const int32_t *off,
+                             const int32_t *len, cudaStream_t s);
 /* dst[i] = src[keep[i]*hd ..] rows, for i < n_keep (rows of hd bf16). */
 cudaError_t hkg_gather_rows(const hkg_bf16 *src, const int32_t *keep, int n_keep, int hd,
                             hkg_bf16 *dst, cudaStream_t s);
+
+/* ---------------------------------------------------------------- decode products */
+
+/* Largest input width of hkg_gemv (its input is staged in shared memory). */
+#define HKG_GEMV_MAX_IN 16384
+typedef enum { HKG_GEMV_STORE, HKG_GEMV_ADD, HKG_GEMV_SWIGLU } hkg_gemv_mode;
+/* Whether hkg_gemv takes inputs of width in (a multiple of 8, <= the max). */
+int hkg_gemv_ok(int in);
+/* One token through W (rows, in) bf16 row-major. The input is xb (in) bf16,
+ * or when xb is NULL the fp32 x (in) normed on the fly exactly as hkg_rmsnorm
+ * does with norm_w and eps. STORE: y (rows) = W.xn; ADD: y += W.xn; SWIGLU:
+ * W has 2*rows rows (gate then up) and yb (rows) bf16 = silu(gate.xn) * up.xn,
+ * as hkg_swiglu. fp32 accumulation. */
+cudaError_t hkg_gemv(const hkg_bf16 *W, int rows, int in, const hkg_bf16 *xb, const float *x,
+                     const float *norm_w, float eps, hkg_gemv_mode mode, float *y,
+                     hkg_bf16 *yb, cudaStream_t s);
 
 /* ---------------------------------------------------------------- attention */
 

@@ -69,6 +69,9 @@ attn_decode_kernel(hkg_attn_args a, int lpk, int per_split, float *part) {
         m[g] = -INFINITY, l[g] = 0.0f;
     }
 
+    /* split this head's own keys evenly: a graph sized for the capacity still
+     * spreads a shorter list over all its blocks */
+    per_split = max(min(per_split, (nk + n_split - 1) / n_split), DEC_MIN_KEYS);
     const int k_begin = sp * per_split, k_end = min(nk, k_begin + per_split);
     const int step = DEC_WARPS * kpw;
     for (int j = k_begin + warp * kpw + gi; j - gi < k_end; j += step) {
@@ -134,11 +137,15 @@ attn_decode_kernel(hkg_attn_args a, int lpk, int per_split, float *part) {
     }
 }
 
-/* One block per query head: merge the splits with a non-empty sum. */
-static __global__ void attn_decode_merge(const float *part, int n_split, int hd, bf16 *out,
-                                         float *lse) {
+/* One block per query head: merge the splits with a non-empty sum. The
+ * splits are spread over the threads too (S groups of hd threads, each a
+ * strided subset), so no thread walks all of them one load after another. */
+#define MERGE_THREADS 256
+static __global__ void __launch_bounds__(MERGE_THREADS)
+attn_decode_merge(const float *part, int n_split, int hd, bf16 *out, float *lse) {
     __shared__ float w[DEC_MAX_SPLITS];
     __shared__ float red[32];
+    __shared__ float acc_s[MERGE_THREADS];
     const int h = blockIdx.x;
     const float *p = part + (size_t)h * n_split * (hd + 2);
     float M = -INFINITY;
@@ -149,18 +156,29 @@ static __global__ void attn_decode_merge(const float *part, int n_split, int hd,
     __syncthreads();
     M = -INFINITY;
     for (int i = 0; i < (int)(blockDim.x >> 5); i++) M = fmaxf(M, red[i]);
+    float lp = 0.0f;
     for (int s = threadIdx.x; s < n_split; s += blockDim.x) {
         const float *q = p + s * (hd + 2);
         w[s] = q[1] > 0.0f ? __expf(q[0] - M) : 0.0f;
+        lp += w[s] * q[1];
     }
-    __syncthreads();
-    float L = 0.0f;
-    for (int s = 0; s < n_split; s++) L += w[s] * p[s * (hd + 2) + 1];
-    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+    const float L = block_sum(lp, red); /* its barriers also publish w */
+    const int S = blockDim.x / hd > 0 ? blockDim.x / hd : 1;
+    const int d0 = threadIdx.x % hd, sg = threadIdx.x / hd;
+    for (int d = d0; d < hd; d += (int)blockDim.x) {
         float acc = 0.0f;
-        for (int s = 0; s < n_split; s++)
-            if (w[s] > 0.0f) acc += p[s * (hd + 2) + 2 + d] * w[s];
-        out[(size_t)h * hd + d] = f2bf(acc / L);
+        if (sg < S) {
+#pragma unroll 4
+            for (int s = sg; s < n_split; s += S)
+                acc += w[s] > 0.0f ? p[s * (hd + 2) + 2 + d] * w[s] : 0.0f;
+        }
+        if (S > 1) {
+            acc_s[threadIdx.x] = acc;
+            __syncthreads();
+            if (sg == 0)
+                for (int g2 = 1; g2 < S; g2++) acc += acc_s[g2 * hd + d];
+        }
+        if (sg == 0) out[(size_t)h * hd + d] = f2bf(acc / L);
     }
     if (threadIdx.x == 0) lse[h] = M + logf(L);
 }
@@ -207,6 +225,6 @@ extern "C" cudaError_t hkg_attn_decode(const hkg_attn_args *a, int max_keys, flo
     else if (mg == 4) e = launch_decode<4>(a, lpk, per_split, n_split, part, s);
     else e = launch_decode<8>(a, lpk, per_split, n_split, part, s);
     if (e != cudaSuccess) return e;
-    attn_decode_merge<<<a->H, 128, 0, s>>>(part, n_split, a->hd, (bf16 *)out, lse);
+    attn_decode_merge<<<a->H, MERGE_THREADS, 0, s>>>(part, n_split, a->hd, (bf16 *)out, lse);
     return HKG_LAUNCHED();
 }

@@ -150,3 +150,47 @@ extern "C" cudaError_t hkg_gather_rows(const hkg_bf16 *src, const int32_t *keep,
     gather_rows_kernel<<<n_keep, 64, 0, s>>>((const bf16 *)src, keep, hd, (bf16 *)dst);
     return HKG_LAUNCHED();
 }
+
+/* ---------------------------------------------------------------- fused RoPE + layouts */
+
+/* One block per (token, head slot), a thread per rotate_half pair; the same
+ * arithmetic as rope_kernel then qkv_scatter_kernel. */
+static __global__ void rope_scatter_kernel(const float *qkv, int n, int H, int KV, int hd,
+                                           int pos0, const int32_t *d_pos0,
+                                           const float *inv_freq, bf16 *q, bf16 *kc, bf16 *vc,
+                                           const int32_t *off, const int32_t *len) {
+    const int t = blockIdx.x, slot = blockIdx.y, half = hd / 2;
+    const float *src = qkv + ((size_t)t * (H + 2 * KV) + slot) * hd;
+    bf16 *dst;
+    if (slot < H) {
+        dst = q + ((size_t)slot * n + t) * hd;
+    } else {
+        const int kvh = slot < H + KV ? slot - H : slot - H - KV;
+        dst = (slot < H + KV ? kc : vc) + ((size_t)off[kvh] + len[kvh] + t) * hd;
+    }
+    const float pos = (float)((d_pos0 ? *d_pos0 : pos0) + t);
+    for (int i = threadIdx.x; i < half; i += blockDim.x) {
+        float a = src[i], b = src[i + half];
+        if (slot < H + KV) {
+            float sn, cs;
+            sincosf(pos * inv_freq[i], &sn, &cs);
+            const float ra = a * cs - b * sn, rb = b * cs + a * sn;
+            a = ra, b = rb;
+        }
+        dst[i] = f2bf(a);
+        dst[i + half] = f2bf(b);
+    }
+}
+
+extern "C" cudaError_t hkg_rope_scatter(const float *qkv, int n, int H, int KV, int hd,
+                                        int pos0, const int32_t *d_pos0,
+                                        const float *inv_freq, hkg_bf16 *q, hkg_bf16 *kc,
+                                        hkg_bf16 *vc, const int32_t *off, const int32_t *len,
+                                        cudaStream_t s) {
+    if (n <= 0) return cudaSuccess;
+    if (hd % 2) return cudaErrorInvalidValue;
+    const int threads = hd / 2 < 32 ? 32 : hd / 2 > 128 ? 128 : hd / 2;
+    rope_scatter_kernel<<<dim3(n, H + 2 * KV), threads, 0, s>>>(
+        qkv, n, H, KV, hd, pos0, d_pos0, inv_freq, (bf16 *)q, (bf16 *)kc, (bf16 *)vc, off, len);
+    return HKG_LAUNCHED();
+}
