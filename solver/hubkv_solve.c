@@ -154,10 +154,14 @@ int main(int argc, char **argv) {
     if (hks_stats_load(o.stats, sc, &st, &err)) return fail("stats", &err);
     hubkv_model_desc md;
     const char *model = o.model ? o.model : st.model;
-    if (hks_model_desc_load(model, &md, &err)) return fail(o.model ? "--model" : "model named in the stats file (pass --model)", &err);
+    if (hks_model_desc_load(model, &md, &err)) {
+        hks_stats_in_free(&st);
+        return fail(o.model ? "--model" : "model named in the stats file (pass --model)", &err);
+    }
     if (md.n_layers != st.L || md.n_kv_heads != st.H) {
         fprintf(stderr, "hubkv-solve: %s has %d layers x %d KV heads but %s has %d x %d: expected the profiled model\n",
                 model, md.n_layers, md.n_kv_heads, o.stats, st.L, st.H);
+        hks_stats_in_free(&st);
         return 1;
     }
     double *lw = NULL;
@@ -165,6 +169,8 @@ int main(int argc, char **argv) {
         lw = calloc((size_t)st.L, sizeof *lw);
         if (!lw || parse_list(o.layer_w, lw, st.L, 0, 1e30) != st.L) {
             fprintf(stderr, "hubkv-solve: --layer-weights '%s': expected %d comma-separated numbers >= 0\n", o.layer_w, st.L);
+            free(lw); // error paths free what they hold (LeakSanitizer in CI)
+            hks_stats_in_free(&st);
             return 2;
         }
     }
@@ -176,7 +182,12 @@ int main(int argc, char **argv) {
     p.min_keep = o.min_keep, p.max_keep = o.max_keep;
     hks_solution s = {0};
     clock_t t0 = clock();
-    if (hks_solve_hulls(&p, &s, &err) || hks_solve_budgets(&p, &s, &err)) return fail("solve", &err);
+    if (hks_solve_hulls(&p, &s, &err) || hks_solve_budgets(&p, &s, &err)) {
+        free(lw);
+        hks_solution_free(&s);
+        hks_stats_in_free(&st);
+        return fail("solve", &err);
+    }
     double ms = 1e3 * (double)(clock() - t0) / CLOCKS_PER_SEC;
     int32_t nh = p.L * p.H;
     int64_t *base[3];

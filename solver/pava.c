@@ -1,7 +1,7 @@
 /* PAVA, non-increasing: one left-to-right pass with a stack of blocks; a new
  * point that is larger than the block before it pools with it (and pooling
  * repeats while the order is violated). Each point is pushed and popped at
- * most once: O(n). */
+ * most once: O(n). Blocks keep sums, not means, so a pool costs two adds. */
 #include "pava.h"
 
 #include <stdlib.h>
@@ -9,40 +9,49 @@
 int hks_pava_ws_init(hks_pava_ws *ws, int32_t cap) {
     ws->cap = cap;
     ws->sw = calloc((size_t)cap, sizeof *ws->sw);
-    ws->mean = calloc((size_t)cap, sizeof *ws->mean);
-    ws->len = calloc((size_t)cap, sizeof *ws->len);
-    if (ws->sw && ws->mean && ws->len) return 0;
+    ws->sy = calloc((size_t)cap, sizeof *ws->sy);
+    ws->start = calloc((size_t)cap + 1, sizeof *ws->start);
+    if (ws->sw && ws->sy && ws->start) return 0;
     hks_pava_ws_free(ws);
     return -1;
 }
 
 void hks_pava_ws_free(hks_pava_ws *ws) {
     free(ws->sw);
-    free(ws->mean);
-    free(ws->len);
-    ws->sw = ws->mean = NULL;
-    ws->len = NULL;
+    free(ws->sy);
+    free(ws->start);
+    ws->sw = ws->sy = NULL;
+    ws->start = NULL;
     ws->cap = 0;
 }
 
-void hks_pava_nonincreasing(const double *y, const double *w, int32_t n, double *out, hks_pava_ws *ws) {
-    int32_t nb = 0;
+int32_t hks_pava_blocks(const double *y, const double *w, double scale, int32_t n, hks_pava_ws *ws) {
+    double *sw = ws->sw, *sy = ws->sy;
+    int32_t *st = ws->start, nb = 0;
     for (int32_t i = 0; i < n; i++) {
-        double wi = w ? w[i] : 1.0;
-        ws->sw[nb] = wi;
-        ws->mean[nb] = y[i];
-        ws->len[nb] = 1;
-        nb++;
-        // Non-increasing: a block may not exceed the block before it.
-        while (nb > 1 && ws->mean[nb - 1] > ws->mean[nb - 2]) {
-            double s = ws->sw[nb - 2] + ws->sw[nb - 1];
-            ws->mean[nb - 2] = (ws->mean[nb - 2] * ws->sw[nb - 2] + ws->mean[nb - 1] * ws->sw[nb - 1]) / s;
-            ws->sw[nb - 2] = s;
-            ws->len[nb - 2] += ws->len[nb - 1];
+        double wi = w ? w[i] : 1.0, s = wi, v = wi * (scale * y[i]);
+        int32_t first = i;
+        // Non-increasing: a block may not exceed the one before it
+        // (v/s > sy/sw, weights > 0).
+        while (nb > 0 && v * sw[nb - 1] > sy[nb - 1] * s) {
             nb--;
+            s += sw[nb];
+            v += sy[nb];
+            first = st[nb];
         }
+        st[nb] = first;
+        sw[nb] = s;
+        sy[nb] = v;
+        nb++;
     }
-    int32_t i = n;
-    for (int32_t b = nb - 1; b >= 0; b--) // backwards: out may alias y
-        for (int32_t k = 0; k < ws->len[b]; k++) out[--i] = ws->mean[b];
+    st[nb] = n;
+    return nb;
+}
+
+void hks_pava_nonincreasing(const double *y, const double *w, int32_t n, double *out, hks_pava_ws *ws) {
+    int32_t nb = hks_pava_blocks(y, w, 1.0, n, ws);
+    for (int32_t b = 0; b < nb; b++) { // blocks only ever look back, so out may alias y
+        double m = ws->sy[b] / ws->sw[b];
+        for (int32_t i = ws->start[b]; i < ws->start[b + 1]; i++) out[i] = m;
+    }
 }

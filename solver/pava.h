@@ -5,16 +5,23 @@
 
 #include <stdint.h>
 
-/* Scratch for n points; reuse across calls of the same or smaller n. */
+/* Scratch for n points; reuse across calls of the same or smaller n. After
+ * hks_pava_blocks, block b covers [start[b], start[b+1]) with value
+ * sy[b] / sw[b] (start[nb] = n). */
 typedef struct {
     int32_t cap;
-    double *sw;  /* (cap) block weight sums   */
-    double *mean;/* (cap) block means         */
-    int32_t *len;/* (cap) block lengths       */
+    double *sw;     /* (cap) block weight sums          */
+    double *sy;     /* (cap) block weighted value sums  */
+    int32_t *start; /* (cap + 1) first index of a block */
 } hks_pava_ws;
 
 int hks_pava_ws_init(hks_pava_ws *ws, int32_t cap); /* 0 ok, -1 out of memory */
 void hks_pava_ws_free(hks_pava_ws *ws);
+
+/* The blocks of the fit to scale * y (n <= ws->cap) into ws; returns their
+ * count. Means are compared by cross-multiplication, so no division per
+ * pool. w: (n) > 0 or NULL = all 1. O(n). */
+int32_t hks_pava_blocks(const double *y, const double *w, double scale, int32_t n, hks_pava_ws *ws);
 
 /* out (n) = argmin sum_i w_i (out_i - y_i)^2 over non-increasing out.
  * y, out: (n) (may alias); w: (n) > 0 or NULL = all 1. O(n). */

@@ -7,6 +7,7 @@
 #include "pava.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 hks_problem hks_problem_default(void) {
@@ -61,6 +62,77 @@ void hks_solution_free(hks_solution *s) {
 
 /* ---------------------------------------------------------------- hulls */
 
+/* Per-head scratch, allocated once per solve (no allocation per head). */
+typedef struct {
+    hks_pava_ws pava;
+    double *hx, *hy; /* (G) hull vertices */
+    int32_t *hi;     /* (G) their grid indices */
+    double *inv_dx;  /* (G-1) 1 / float-grid spacing, as the profile reader sees it */
+    float *gf;       /* (G) the grid in float32 */
+} hull_ws;
+
+/* Lower convex hull of the PAVA step function: inside a flat block only its
+ * first point can be a vertex (the others lie on or above the chord to their
+ * neighbours), so the monotone chain runs over block starts and the last
+ * point. Collinear points are dropped, as in hks_lower_hull. Returns k. */
+static int32_t block_hull(const double *x, int32_t G, int32_t nb, const hks_pava_ws *pw, hull_ws *w) {
+    double *hx = w->hx, *hy = w->hy;
+    int32_t *hi = w->hi, k = 0;
+    for (int32_t b = 0; b <= nb; b++) {
+        int32_t i = b < nb ? pw->start[b] : G - 1;
+        if (b == nb && pw->start[nb - 1] == G - 1) break; /* last block is the last point */
+        double px = x[i], py = pw->sy[b < nb ? b : nb - 1] / pw->sw[b < nb ? b : nb - 1];
+        while (k >= 2 && (hx[k - 1] - hx[k - 2]) * (py - hy[k - 2]) - (hy[k - 1] - hy[k - 2]) * (px - hx[k - 2]) <= 0) k--;
+        hx[k] = px, hy[k] = py, hi[k] = i;
+        k++;
+    }
+    return k;
+}
+
+/* Slack for a slope rise from float rounding: a quarter of the profile
+ * reader's tolerance (runtime-lib/src/profile_check.c: 1e-4 relative + 1e-6). */
+static int rise_ok(double sl, double sprev) {
+    return sl <= sprev + 0.25 * (1e-4 * (sl + sprev) + 1e-6);
+}
+
+/* The hull on the grid, rounded to float32 such that the slopes the profile
+ * reader computes from the stored floats, (y[g] - y[g+1]) / (grid[g+1] -
+ * grid[g]) in double, are >= 0 and never rise by more than rise_ok allows:
+ * each value is the float nearest the exact hull, raised (by as little as
+ * possible) where rounding would steepen a segment. Plain rounding breaks
+ * the reader's check once the grid step nears float eps times the loss
+ * (about 1000 points); the raise drifts by at most about one float ulp per
+ * grid point until the next hull vertex, where the slope falls. */
+static void fill_float(const double *x, int32_t k, const hull_ws *w, float *out) {
+    const double *hx = w->hx, *hy = w->hy;
+    double sprev = INFINITY;
+    float prev = (float)hy[0];
+    out[0] = prev;
+    int32_t g = 1;
+    for (int32_t s = 0; s + 1 < k; s++) {
+        double slope = (hy[s + 1] - hy[s]) / (hx[s + 1] - hx[s]);
+        for (; g <= w->hi[s + 1]; g++) {
+            double yt = g == w->hi[s + 1] ? hy[s + 1] : hy[s] + slope * (x[g] - hx[s]);
+            double inv = w->inv_dx[g - 1];
+            float c = (float)yt;
+            if (c > prev) c = prev;
+            double sl = ((double)prev - c) * inv;
+            if (!rise_ok(sl, sprev)) { /* too steep: the lowest float at slope <= sprev */
+                c = (float)((double)prev - sprev / inv);
+                while (c < prev && ((double)prev - c) * inv > sprev) c = nextafterf(c, INFINITY);
+                sl = ((double)prev - c) * inv;
+            }
+            out[g] = prev = c;
+            sprev = sl;
+        }
+    }
+}
+
+static void hull_ws_free(hull_ws *w) {
+    hks_pava_ws_free(&w->pava);
+    free(w->hx), free(w->hy), free(w->hi), free(w->inv_dx), free(w->gf);
+}
+
 hkm_status hks_solve_hulls(const hks_problem *p, hks_solution *s, hkm_err *err) {
     HKM_TRY(hks_problem_check(p, err));
     int64_t nh = (int64_t)p->L * p->H, G = p->G;
@@ -68,34 +140,45 @@ hkm_status hks_solve_hulls(const hks_problem *p, hks_solution *s, hkm_err *err) 
     s->H = p->H;
     s->G = p->G;
     HKM_ALLOC(s->hull, nh * G, err);
-    HKM_ALLOC(s->knots, nh * G, err);
     HKM_ALLOC(s->knot_off, nh + 1, err);
-    double *y, *out;
-    int32_t *idx;
-    HKM_ALLOC(y, G, err);
-    HKM_ALLOC(out, G, err);
-    HKM_ALLOC(idx, G, err);
-    hks_pava_ws ws;
-    if (hks_pava_ws_init(&ws, p->G)) {
-        free(y), free(out), free(idx);
-        return hkm_fail(err, HKM_ERR_NOMEM, "solver: out of memory for PAVA on %d points", p->G);
+    hull_ws w = {0};
+    w.hx = malloc((size_t)G * sizeof *w.hx);
+    w.hy = malloc((size_t)G * sizeof *w.hy);
+    w.hi = malloc((size_t)G * sizeof *w.hi);
+    w.inv_dx = malloc((size_t)G * sizeof *w.inv_dx);
+    w.gf = malloc((size_t)G * sizeof *w.gf);
+    int64_t kcap = nh * 8 < nh * G ? nh * 8 : nh * G; /* grows on demand */
+    int32_t *knots = malloc((size_t)kcap * sizeof *knots);
+    if (!w.hx || !w.hy || !w.hi || !w.inv_dx || !w.gf || !knots || hks_pava_ws_init(&w.pava, p->G)) {
+        hull_ws_free(&w);
+        free(knots);
+        return hkm_fail(err, HKM_ERR_NOMEM, "solver: out of memory for hulls of %d points", p->G);
     }
+    for (int64_t g = 0; g < G; g++) w.gf[g] = (float)p->grid[g];
+    for (int64_t g = 0; g + 1 < G; g++) w.inv_dx[g] = 1.0 / ((double)w.gf[g + 1] - w.gf[g]);
     int64_t nk = 0;
     for (int64_t h = 0; h < nh; h++) {
-        double w = p->layer_w ? p->layer_w[h / p->H] : 1.0;
-        const double *src = p->loss + h * G;
-        for (int64_t g = 0; g < G; g++) y[g] = w * src[g];
-        hks_pava_nonincreasing(y, p->weight, p->G, y, &ws);
-        int32_t k = hks_lower_hull(p->grid, y, p->G, idx);
-        hks_hull_fill(p->grid, y, idx, k, p->G, out);
-        for (int64_t g = 0; g < G; g++) s->hull[h * G + g] = (float)out[g];
+        double lw = p->layer_w ? p->layer_w[h / p->H] : 1.0;
+        int32_t nb = hks_pava_blocks(p->loss + h * G, p->weight, lw, p->G, &w.pava);
+        int32_t k = block_hull(p->grid, p->G, nb, &w.pava, &w);
+        fill_float(p->grid, k, &w, s->hull + h * G);
+        if (nk + k > kcap) {
+            while (nk + k > kcap) kcap *= 2;
+            int32_t *nkn = realloc(knots, (size_t)kcap * sizeof *knots);
+            if (!nkn) {
+                hull_ws_free(&w);
+                free(knots);
+                return hkm_fail(err, HKM_ERR_NOMEM, "solver: out of memory for %lld hull knots", (long long)kcap);
+            }
+            knots = nkn;
+        }
         s->knot_off[h] = nk;
-        memcpy(s->knots + nk, idx, (size_t)k * sizeof *idx);
+        memcpy(knots + nk, w.hi, (size_t)k * sizeof *knots);
         nk += k;
     }
     s->knot_off[nh] = nk;
-    hks_pava_ws_free(&ws);
-    free(y), free(out), free(idx);
+    s->knots = knots;
+    hull_ws_free(&w);
     return HKM_OK;
 }
 

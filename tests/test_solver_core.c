@@ -266,6 +266,74 @@ static void test_budget_properties(void) {
     hks_solution_free(&s);
 }
 
+/* LM-loss-like curves (2.5 nats plus a small drop): the stored float32 hulls pass the profile reader's convexity check on a
+ * fine grid (the formula and tolerance of runtime-lib/src/profile_check.c),
+ * where plain rounding fails, and stay close to the exact hull. */
+static void test_float_hulls(void) {
+    enum { L = 2, H = 3, G = 4097, NH = L * H };
+    double *grid = calloc(G, sizeof *grid), *loss = calloc((size_t)NH * G, sizeof *loss);
+    for (int g = 0; g < G; g++) grid[g] = g / (double)(G - 1);
+    for (int h = 0; h < NH; h++) {
+        double a = 2 + 20 * urand();
+        for (int g = 0; g < G; g++)
+            loss[h * G + g] = 2.5 + (h % 2 ? 0.3 * (1 - grid[g]) * (1 - grid[g]) * (1 + a) / (1 + a * grid[g]) // convex
+                                           : 0.3 * exp(-a * grid[g]) * (1 - grid[g]) + 0.001 * (urand() - 0.5));
+    }
+    hks_problem p = hks_problem_default();
+    p.L = L, p.H = H, p.G = G, p.grid = grid, p.loss = loss, p.n_tokens = 32768;
+    hks_solution s = {0};
+    hkm_err err = {{0}};
+    CHECK(hks_solve_hulls(&p, &s, &err) == HKM_OK, "%s", err.msg);
+    float gf[G];
+    for (int g = 0; g < G; g++) gf[g] = (float)grid[g];
+    int plain_fails = 0;
+    double max_dev = 0;
+    for (int h = 0; h < NH && s.hull; h++) {
+        const float *y = s.hull + (size_t)h * G;
+        double prev = INFINITY;
+        for (int g = 0; g + 1 < G; g++) {
+            double dx = (double)gf[g + 1] - gf[g];
+            double sl = ((double)y[g] - y[g + 1]) / dx;
+            double tol = 1e-4 * (fabs(sl) + fabs(prev < INFINITY ? prev : 0)) + 1e-6;
+            CHECK(sl >= -tol && sl <= prev + tol, "head %d grid %d: slope %g after %g fails the reader's check", h, g, sl, prev);
+            prev = sl;
+        }
+        // Plain rounding of the chords between the stored knots would fail the check.
+        double pv = INFINITY;
+        for (int32_t j = (int32_t)s.knot_off[h]; j + 1 < (int32_t)s.knot_off[h + 1]; j++) {
+            int32_t a = s.knots[j], b = s.knots[j + 1];
+            for (int g = a; g < b; g++) {
+                double ya = y[a], yb = y[b];
+                float c0 = (float)(ya + (yb - ya) * (grid[g] - grid[a]) / (grid[b] - grid[a]));
+                float c1 = (float)(ya + (yb - ya) * (grid[g + 1] - grid[a]) / (grid[b] - grid[a]));
+                double sl = ((double)c0 - c1) / ((double)gf[g + 1] - gf[g]);
+                if (sl > pv + 1e-4 * (fabs(sl) + fabs(pv < INFINITY ? pv : 0)) + 1e-6) plain_fails++;
+                pv = sl;
+            }
+        }
+    }
+    CHECK(plain_fails > 0, "plain float rounding passes the check too: the test lost its point");
+    // Deviation from the exact (double) hull of the PAVA fit: small against the loss scale.
+    hks_pava_ws ws;
+    CHECK(hks_pava_ws_init(&ws, G) == 0, "ws");
+    double *y = calloc(G, sizeof *y), *hv = calloc(G, sizeof *hv);
+    int32_t *idx = calloc(G, sizeof *idx);
+    for (int h = 0; h < NH; h++) {
+        hks_pava_nonincreasing(loss + (size_t)h * G, NULL, G, y, &ws);
+        int32_t k = hks_lower_hull(grid, y, G, idx);
+        hks_hull_fill(grid, y, idx, k, G, hv);
+        CHECK(k == s.knot_off[h + 1] - s.knot_off[h], "head %d: %d knots vs %lld from the block hull", h, k,
+              (long long)(s.knot_off[h + 1] - s.knot_off[h]));
+        for (int g = 0; g < G; g++) max_dev = fmax(max_dev, fabs(s.hull[(size_t)h * G + g] - hv[g]));
+    }
+    CHECK(max_dev < 1e-3, "float hull deviates from the exact hull by %g", max_dev);
+    printf("float hulls on %d points: reader's check passes (plain rounding: %d violations), max deviation %.3g\n", G,
+           plain_fails, max_dev);
+    hks_pava_ws_free(&ws);
+    free(y), free(hv), free(idx), free(grid), free(loss);
+    hks_solution_free(&s);
+}
+
 static void test_baselines(void) {
     enum { L = 6, H = 4, NH = L * H };
     int64_t targets[99], lo = 10, hi = 500, out[99 * NH];
@@ -305,6 +373,7 @@ int main(void) {
     test_greedy_convex();
     test_greedy_nonconvex();
     test_budget_properties();
+    test_float_hulls();
     test_baselines();
     return test_summary("test_solver_core");
 }

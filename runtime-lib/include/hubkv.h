@@ -187,7 +187,7 @@ typedef struct {
     /* Optional knots (default NULL = every grid point): head h's curve is
      * linear between grid points knots[knot_off[h] .. knot_off[h+1])
      * (ascending, first 0, last G-1), e.g. its convex-hull vertices; the
-     * greedy then costs O(total knots * log n_heads). */
+     * greedy then costs O(total knots). */
     const int32_t *knots;
     const int64_t *knot_off; /* (n_heads + 1), knot_off[0] = 0 */
 } hubkv_budget_params;
@@ -197,8 +197,8 @@ hubkv_budget_params hubkv_budget_default_params(void);
 /* Marginal-utility greedy: each unit (token) goes to the head whose
  * piecewise-linear loss curve (loss vs keep fraction t/N) drops most for that
  * unit; ties go to the lowest head index (layer-major = (layer, head)).
- * Optimal for convex non-increasing curves. Runs in O(n_heads * G * log
- * n_heads), not per token. out: (n_heads) counts, each within
+ * Optimal for convex non-increasing curves. Runs in O(total knots) plus a
+ * sort of the blocks near the cut, not per token. out: (n_heads) counts, each within
  * [effective min, effective max], summing exactly to target.
  * HUBKV_ERR_RANGE if target is outside [sum min, sum max]. */
 hubkv_status hubkv_budget_greedy(const hubkv_budget_params *p, int64_t *out,

@@ -2,13 +2,23 @@
  * piecewise-linear loss curves (the one implementation; solver/ reuses it).
  *
  * A unit (one kept token) moves a head from t to t+1 tokens; its gain is the
- * drop of the interpolated loss L(t/N). Inside one grid segment every unit
- * has the same gain (the segment slope), so a head that wins the heap keeps
- * winning ties for the rest of its segment: handing it the whole run at once
- * gives exactly the per-unit greedy, in O(heads * G * log heads). With knots
- * (e.g. the vertices of convex hulls) only those are segment ends, so the cost
- * is O(total knots * log heads). The unit sequence does not depend on the
- * target, so one pass records the allocations of many targets (prefixes). */
+ * drop of the interpolated loss L(t/N). Inside one segment every unit has
+ * the same gain (the segment slope), so a head's units come in runs; a unit
+ * straddling a knot is a run of its own. The per-unit greedy (largest gain,
+ * ties to the lower head) takes a head's runs in order, and once it takes a
+ * run it takes every following run of that head whose gain is >= the first
+ * one's (nothing else can beat it). So each head's runs pool into blocks
+ * whose keys (the first run's gain) strictly decrease, and the greedy's unit
+ * order is exactly the blocks sorted by (key desc, head asc). The order does
+ * not depend on the target, and each target is a prefix of it.
+ *
+ * All targets are therefore resolved without sorting all blocks: a histogram
+ * of units over up to 2^16 buckets of the (order-preserving) key bits finds the
+ * bucket where each target's prefix ends; a second pass counts every head's
+ * units in earlier buckets and gathers the blocks of those boundary buckets,
+ * which alone are sorted. Blocks are generated from the knots twice and
+ * never stored: O(total knots + boundary blocks log) time, O(n_heads *
+ * n_targets + buckets) memory. */
 #include "hubkv_internal.h"
 
 #include <math.h>
@@ -61,44 +71,104 @@ static double curve_next(const curve *c, int64_t t, int64_t *run, int32_t *seg) 
 }
 
 /* ------------------------------------------------------------------------ */
-/* Max-heap of heads keyed by (gain desc, head asc)                          */
+/* Blocks of one head                                                        */
 
 typedef struct {
-    double gain;
-    int64_t run;
+    curve c;
+    int64_t t, hi;    /* next unit, per-head maximum */
+    int32_t seg;      /* segment cursor */
+    int pend;         /* a run was read past the last block */
+    double pend_gain;
+    int64_t pend_run;
+} blocks;
+
+static blocks blocks_start(curve c, int64_t lo, int64_t hi) {
+    blocks b = {c, lo, hi, 0, 0, 0, 0};
+    return b;
+}
+
+static double next_run(blocks *b, int64_t *run) {
+    double g = curve_next(&b->c, b->t, run, &b->seg);
+    if (*run > b->hi - b->t) *run = b->hi - b->t;
+    b->t += *run;
+    return g;
+}
+
+/* The head's next block: key (gain of its first run) and units; 0 at the end. */
+static int blocks_next(blocks *b, double *key, int64_t *cnt) {
+    if (b->pend) {
+        *key = b->pend_gain, *cnt = b->pend_run;
+        b->pend = 0;
+    } else {
+        if (b->t >= b->hi) return 0;
+        *key = next_run(b, cnt);
+    }
+    while (b->t < b->hi) {
+        int64_t run;
+        double g = next_run(b, &run);
+        if (g >= *key) {
+            *cnt += run;
+            continue;
+        }
+        b->pend = 1, b->pend_gain = g, b->pend_run = run;
+        break;
+    }
+    return 1;
+}
+
+/* Ascending in this = descending gain (IEEE order on the bits); -0 == +0. */
+static uint64_t desc_bits(double g) {
+    g += 0.0;
+    uint64_t u;
+    memcpy(&u, &g, sizeof u);
+    u = (u >> 63) ? ~u : (u | (UINT64_C(1) << 63));
+    return ~u;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Buckets of keys                                                           */
+
+/* Up to 2^16 buckets, about 16 per head (small calls stay cheap). */
+enum { NBKT_MAX = 1 << 16 };
+
+typedef struct {
+    uint64_t dmin;
+    int shift;
+    int32_t nb;
+} bucketing;
+
+static int32_t bucket_of(const bucketing *bk, uint64_t d) {
+    if (d <= bk->dmin) return 0;
+    uint64_t b = (d - bk->dmin) >> bk->shift;
+    return b >= (uint64_t)bk->nb ? bk->nb - 1 : (int32_t)b;
+}
+
+/* Segment cursor at or before the one holding unit t (binary search). */
+static int32_t seg_at(const curve *c, int64_t t) {
+    int32_t a = 0, b = c->K - 2;
+    while (a < b) {
+        int32_t m = (a + b + 1) / 2;
+        if (kx(c, m) * c->n <= (double)t) a = m;
+        else b = m - 1;
+    }
+    return a;
+}
+
+/* Key range: the largest key is some head's first gain (keys only fall);
+ * the last units' gains estimate the smallest (smaller keys share the last
+ * bucket, which costs time, never correctness). */
+static bucketing make_bucketing(const hubkv_budget_params *p, int64_t lo, int64_t hi);
+
+typedef struct {
+    uint64_t d;
+    int64_t cnt;
     int32_t head;
-    int32_t seg; /* segment cursor of the head's curve */
-} heap_item;
+} gblock;
 
-static int item_before(const heap_item *a, const heap_item *b) {
-    if (a->gain != b->gain) return a->gain > b->gain;
-    return a->head < b->head;
-}
-
-static void heap_push(heap_item *h, int32_t *n, heap_item it) {
-    int32_t i = (*n)++;
-    while (i > 0) {
-        int32_t p = (i - 1) / 2;
-        if (!item_before(&it, &h[p])) break;
-        h[i] = h[p];
-        i = p;
-    }
-    h[i] = it;
-}
-
-static heap_item heap_pop(heap_item *h, int32_t *n) {
-    heap_item top = h[0], last = h[--(*n)];
-    int32_t i = 0;
-    for (;;) {
-        int32_t c = 2 * i + 1;
-        if (c >= *n) break;
-        if (c + 1 < *n && item_before(&h[c + 1], &h[c])) c++;
-        if (!item_before(&h[c], &last)) break;
-        h[i] = h[c];
-        i = c;
-    }
-    if (*n > 0) h[i] = last;
-    return top;
+static int gblock_cmp(const void *va, const void *vb) {
+    const gblock *a = va, *b = vb;
+    if (a->d != b->d) return a->d < b->d ? -1 : 1;
+    return (a->head > b->head) - (a->head < b->head);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -159,47 +229,116 @@ static curve head_curve(const hubkv_budget_params *p, int32_t h) {
     return c;
 }
 
-/* One greedy pass; the state after targets[k] units is copied to
- * out + k * n_heads (targets ascending, checked feasible). */
+static bucketing make_bucketing(const hubkv_budget_params *p, int64_t lo, int64_t hi) {
+    uint64_t dmin = UINT64_MAX, dmax = 0;
+    for (int32_t h = 0; h < p->n_heads; h++) {
+        curve c = head_curve(p, h);
+        int64_t run;
+        int32_t seg = 0;
+        uint64_t d0 = desc_bits(curve_next(&c, lo, &run, &seg));
+        seg = seg_at(&c, hi - 1);
+        uint64_t d1 = desc_bits(curve_next(&c, hi - 1, &run, &seg));
+        if (d0 < dmin) dmin = d0;
+        if (d1 > dmax) dmax = d1;
+    }
+    bucketing bk = {dmin, 0, 256};
+    while (bk.nb < NBKT_MAX && bk.nb < 16 * (int64_t)p->n_heads) bk.nb *= 2;
+    uint64_t span = dmax > dmin ? dmax - dmin : 0;
+    while ((span >> bk.shift) >= (uint64_t)bk.nb) bk.shift++;
+    return bk;
+}
+
+/* Where target k's prefix ends: bucket bnd[k] (-1 for none) and the units
+ * rem[k] it takes from that bucket (0 < rem <= its units). */
+static void find_cuts(const uint64_t *units, int32_t nb, int64_t base, int32_t n_targets, const int64_t *targets, int32_t *bnd,
+                      int64_t *rem) {
+    uint64_t below = 0;
+    int32_t c = 0;
+    for (int32_t k = 0; k < n_targets; k++) {
+        uint64_t need = (uint64_t)(targets[k] - base);
+        if (need == 0) {
+            bnd[k] = -1, rem[k] = 0;
+            continue;
+        }
+        while (c < nb - 1 && below + units[c] < need) below += units[c++]; /* all units (H (hi - lo)) >= need */
+        bnd[k] = c, rem[k] = (int64_t)(need - below);
+    }
+}
+
+/* All targets (ascending, feasible) at once; row k of out = the greedy's
+ * counts after targets[k] units in total. */
 static hubkv_status greedy_sweep(const hubkv_budget_params *p, int64_t lo, int64_t hi, int32_t n_targets,
                                  const int64_t *targets, int64_t *out, char *err, size_t cap) {
     int32_t H = p->n_heads;
-    heap_item *heap = hkv_calloc((size_t)H, sizeof *heap);
-    int64_t *cur = hkv_calloc((size_t)H, sizeof *cur);
-    if (!heap || !cur) {
-        free(heap);
-        free(cur);
-        return hkv_fail(err, cap, HUBKV_ERR_NOMEM, "budget: out of memory for %d heads", H);
-    }
-    int32_t n = 0;
+    for (int64_t i = 0; i < (int64_t)n_targets * H; i++) out[i] = lo;
+    if (lo >= hi) return HUBKV_OK; /* every target is H * lo */
+    bucketing bk = make_bucketing(p, lo, hi);
+    int32_t NB = bk.nb;
+    uint64_t *units = hkv_calloc((size_t)NB, sizeof *units);
+    uint32_t *items = hkv_calloc((size_t)NB, sizeof *items);
+    int32_t *first_after = hkv_calloc((size_t)NB, sizeof *first_after); /* first k with bnd[k] > bucket */
+    int64_t *gpos = hkv_calloc((size_t)NB, sizeof *gpos);               /* boundary bucket: 1 + gathered offset */
+    int32_t *bnd = hkv_calloc((size_t)n_targets, sizeof *bnd);
+    int64_t *rem = hkv_calloc((size_t)n_targets, sizeof *rem), *acc = hkv_calloc((size_t)n_targets + 1, sizeof *acc);
+    gblock *gat = NULL;
+    hubkv_status st = HUBKV_OK;
+    if (!units || !items || !first_after || !gpos || !bnd || !rem || !acc) goto nomem;
+    // Pass 1: units and blocks per bucket.
     for (int32_t h = 0; h < H; h++) {
-        cur[h] = lo;
-        if (lo >= hi) continue;
-        curve c = head_curve(p, h);
-        heap_item it = {0, 0, h, 0};
-        it.gain = curve_next(&c, lo, &it.run, &it.seg);
-        heap_push(heap, &n, it);
-    }
-    int64_t total = lo * H;
-    int32_t k = 0;
-    for (;;) {
-        while (k < n_targets && targets[k] == total) memcpy(out + (size_t)k++ * H, cur, (size_t)H * sizeof *cur);
-        if (k >= n_targets || n == 0) break;
-        heap_item it = heap_pop(heap, &n);
-        int64_t give = it.run;
-        if (give > hi - cur[it.head]) give = hi - cur[it.head];
-        if (give > targets[k] - total) give = targets[k] - total;
-        cur[it.head] += give;
-        total += give;
-        if (cur[it.head] < hi) {
-            curve c = head_curve(p, it.head);
-            it.gain = curve_next(&c, cur[it.head], &it.run, &it.seg);
-            heap_push(heap, &n, it);
+        blocks b = blocks_start(head_curve(p, h), lo, hi);
+        double key;
+        int64_t cnt;
+        while (blocks_next(&b, &key, &cnt)) {
+            int32_t c = bucket_of(&bk, desc_bits(key));
+            units[c] += (uint64_t)cnt;
+            items[c]++;
         }
     }
-    free(heap);
-    free(cur);
-    return HUBKV_OK;
+    find_cuts(units, NB, lo * H, n_targets, targets, bnd, rem);
+    for (int32_t c = 0, k = 0; c < NB; c++) {
+        while (k < n_targets && bnd[k] <= c) k++;
+        first_after[c] = k;
+    }
+    int64_t ng = 0;
+    for (int32_t k = 0; k < n_targets; k++) // mark boundary buckets by their gathered offset + 1
+        if (bnd[k] >= 0 && !gpos[bnd[k]]) gpos[bnd[k]] = ng + 1, ng += items[bnd[k]];
+    gat = hkv_calloc((size_t)(ng ? ng : 1), sizeof *gat);
+    if (!gat) goto nomem;
+    // Pass 2: units in buckets before each target's boundary, per head; gather boundary blocks.
+    int64_t gn = 0;
+    for (int32_t h = 0; h < H; h++) {
+        memset(acc, 0, ((size_t)n_targets + 1) * sizeof *acc);
+        blocks b = blocks_start(head_curve(p, h), lo, hi);
+        double key;
+        int64_t cnt;
+        while (blocks_next(&b, &key, &cnt)) {
+            uint64_t d = desc_bits(key);
+            int32_t c = bucket_of(&bk, d);
+            acc[first_after[c]] += cnt;
+            if (gpos[c]) gat[gn++] = (gblock){d, cnt, h};
+        }
+        int64_t sum = 0;
+        for (int32_t k = 0; k < n_targets; k++) out[(int64_t)k * H + h] += (sum += acc[k]);
+    }
+    // Inside a boundary bucket the greedy's order is (key desc, head asc).
+    qsort(gat, (size_t)gn, sizeof *gat, gblock_cmp);
+    int64_t pos = 0; /* first gathered block of the current boundary bucket */
+    for (int32_t k = 0; k < n_targets; k++) {
+        if (bnd[k] < 0) continue;
+        while (pos < gn && bucket_of(&bk, gat[pos].d) < bnd[k]) pos++;
+        int64_t r = rem[k];
+        for (int64_t i = pos; r > 0 && i < gn; i++) {
+            int64_t take = gat[i].cnt < r ? gat[i].cnt : r;
+            out[(int64_t)k * H + gat[i].head] += take;
+            r -= take;
+        }
+    }
+    goto done;
+nomem:
+    st = hkv_fail(err, cap, HUBKV_ERR_NOMEM, "budget: out of memory for %d heads x %d targets", H, n_targets);
+done:
+    free(units), free(items), free(first_after), free(gpos), free(bnd), free(rem), free(acc), free(gat);
+    return st;
 }
 
 hubkv_status hubkv_budget_greedy_multi(const hubkv_budget_params *p, int32_t n_targets, const int64_t *targets,
