@@ -1,6 +1,7 @@
 /* hubkv-profile: oracle importance, base scorers and per-head loss curves
  * over a calibration set, aggregated into a stats file; resumable, shardable
- * (`hubkv-profile merge OUT A B ...` adds shard files). CPU path. */
+ * (`hubkv-profile merge OUT A B ...` adds shard files). Runs on the GPU
+ * when one is usable (--device), else on the CPU. */
 #include "calib_set.h"
 #include "hkm_internal.h"
 #include "profile_run.h"
@@ -13,9 +14,9 @@
 #include <unistd.h>
 
 typedef struct {
-    const char *model, *calib, *out, *split;
+    const char *model, *calib, *out, *split, *device;
     long shard_i, shard_n, limit, fut_max, chunk, grid, sink, recent, snap_window, snap_kernel;
-    int snap_max, oracle_wo, kvzip, restart, bench_prefill;
+    int snap_max, oracle_wo, kvzip, restart, bench_prefill, bench;
 } opts;
 
 static void usage(FILE *f) {
@@ -40,9 +41,12 @@ static void usage(FILE *f) {
         "  --snap-pool P       max (default) or avg (kvpress's SnapKVPress)\n"
         "  --oracle-wo         oracle with ||W_o^h v_i|| instead of ||v_i||\n"
         "  --no-kvzip          skip KVzip's reconstruction pass (about one prefill cheaper)\n"
-        "  --chunk N           tokens per captured forward chunk (default 256)\n"
+        "  --chunk N           tokens per forward chunk (default 256 on the CPU, 1024 on the GPU)\n"
+        "  --device D          cpu, gpu or auto (default: the GPU when one is usable)\n"
         "  --restart           discard an existing --out made with other arguments\n"
         "  --bench-prefill     only time a plain prefill (no capture) of the same contexts\n"
+        "  --bench             time a plain prefill, then the profiling of the same contexts\n"
+        "                      (nothing written), and print the cost ratio\n"
         "Environment: HUBKV_TEST_EXIT_AFTER=K exits with 137 after K contexts (tests).\n");
 }
 
@@ -64,7 +68,7 @@ static long parse_long(const char *flag, const char *v, long lo, long hi) {
 }
 
 static void parse(opts *o, int argc, char **argv) {
-    *o = (opts){.split = "calib", .shard_n = 1, .fut_max = 512, .chunk = 256, .grid = 256, .sink = 4,
+    *o = (opts){.split = "calib", .device = "auto", .shard_n = 1, .fut_max = 512, .grid = 256, .sink = 4,
                 .recent = 32, .snap_window = 32, .snap_kernel = 7, .snap_max = 1, .kvzip = 1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -73,6 +77,7 @@ static void parse(opts *o, int argc, char **argv) {
         if (!strcmp(a, "--no-kvzip")) { o->kvzip = 0; continue; }
         if (!strcmp(a, "--restart")) { o->restart = 1; continue; }
         if (!strcmp(a, "--bench-prefill")) { o->bench_prefill = 1; continue; }
+        if (!strcmp(a, "--bench")) { o->bench = 1; continue; }
         if (i + 1 >= argc) { fprintf(stderr, "hubkv-profile: %s: expected a value (or unknown option)\n", a); usage(stderr); exit(2); }
         const char *v = argv[++i];
         if (!strcmp(a, "--model")) o->model = v;
@@ -100,11 +105,15 @@ static void parse(opts *o, int argc, char **argv) {
             o->snap_max = !strcmp(v, "max");
         }
         else if (!strcmp(a, "--chunk")) o->chunk = parse_long(a, v, 1, 1 << 16);
+        else if (!strcmp(a, "--device")) {
+            if (strcmp(v, "cpu") && strcmp(v, "gpu") && strcmp(v, "auto")) fail_arg(a, "cpu, gpu or auto", v);
+            o->device = v;
+        }
         else { fprintf(stderr, "hubkv-profile: unknown option %s\n", a); usage(stderr); exit(2); }
     }
     if (!o->model) fail_arg("--model", "a model path", "");
     if (!o->calib) fail_arg("--calib", "a calibration set", "");
-    if (!o->out) fail_arg("--out", "an output file", "");
+    if (!o->out && !o->bench && !o->bench_prefill) fail_arg("--out", "an output file", "");
 }
 
 /* ---------------------------------------------------------------- merge */
@@ -237,27 +246,67 @@ static double now(void) {
     return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
-/* The baseline of the cost ratio: the same contexts, same chunks, no capture. */
-static int bench_prefill(hkp_runner *r, const hkp_calib *c, const int64_t *list, int64_t n_ctx) {
+/* The baseline of the cost ratio: the same contexts, same chunks, no
+ * capture. Returns seconds, or -1 on failure. */
+static double bench_prefill(hkp_runner *r, const hkp_calib *c, const int64_t *list, int64_t n_ctx) {
     hkm_err err = {{0}};
     long long toks = 0;
     double t0 = now();
     for (int64_t k = 0; k < n_ctx; k++) {
-        const int32_t *ids = c->tokens + c->offsets[list[k]];
         int n = c->future_start[list[k]];
-        hkm_kvcache_reset(r->cache);
-        for (int c0 = 0; c0 < n; c0 += r->chunk) {
-            int len = n - c0 < r->chunk ? n - c0 : r->chunk;
-            if (hkm_forward_cpu(r->m, r->cache, ids + c0, len, HKM_LOGITS_NONE, NULL, NULL, &err) != HKM_OK) {
-                fprintf(stderr, "hubkv-profile: %s\n", err.msg);
-                return 1;
-            }
+        if (hkp_run_plain(r, c->tokens + c->offsets[list[k]], n, &err) != HKM_OK) {
+            fprintf(stderr, "hubkv-profile: %s\n", err.msg);
+            return -1;
         }
         toks += n;
     }
     double dt = now() - t0;
     printf("plain prefill: %lld context tokens in %.2f s (%.1f tok/s)\n", toks, dt, toks / dt);
+    return dt;
+}
+
+/* --bench: the profiling passes of every context (scores and curves, no
+ * file), timed against a plain prefill of the same contexts. */
+static int bench_ratio(hkp_runner *r, const hkp_calib *c, const int64_t *list, int64_t n_ctx,
+                       long fut_max) {
+    hkm_err err = {{0}};
+    double t_plain = bench_prefill(r, c, list, n_ctx);
+    if (t_plain < 0) return 1;
+    r->t_fwd = r->t_finish = r->t_curves = 0;
+    hkp_stats st;
+    if (hkp_stats_init(&st, r->sc.L, r->sc.KV, r->cp.grid, &err) != HKM_OK) { fprintf(stderr, "hubkv-profile: %s\n", err.msg); return 1; }
+    long long toks = 0;
+    double t0 = now();
+    for (int64_t k = 0; k < n_ctx; k++) {
+        int64_t i = list[k];
+        int fs = c->future_start[i], fl = c->future_len[i] < fut_max ? c->future_len[i] : (int)fut_max;
+        if (hkp_run_scores(r, c->tokens + c->offsets[i], fs, fl, c->kvzip_prompt, c->n_kvzip, &err) != HKM_OK) {
+            fprintf(stderr, "hubkv-profile: %s\n", err.msg);
+            return 1;
+        }
+        hkp_run_accumulate(r, &st);
+        toks += fs;
+    }
+    double dt = now() - t0;
+    hkp_stats_free(&st);
+    printf("profile: %lld context tokens in %.2f s (%.1f tok/s)\n", toks, dt, toks / dt);
+    printf("  of which forward calls with statistics %.2f s, rewind + per-head scores %.2f s, "
+           "curves %.2f s\n", r->t_fwd, r->t_finish, r->t_curves);
+    printf("cost ratio (profile / plain prefill, per context token): %.2f\n", dt / t_plain);
     return 0;
+}
+
+/* --device: the GPU when asked for or, with auto, when one is usable. */
+static int pick_gpu(const opts *o) {
+    if (!strcmp(o->device, "cpu")) return 0;
+    hkm_err err = {{0}};
+    int ok = hkp_gpu_usable(&err);
+    if (!ok && !strcmp(o->device, "gpu")) {
+        fprintf(stderr, "hubkv-profile: --device gpu: %s\n", err.msg);
+        exit(1);
+    }
+    if (!ok && isatty(2)) fprintf(stderr, "hubkv-profile: no GPU (%s): running on the CPU\n", err.msg);
+    return ok;
 }
 
 int main(int argc, char **argv) {
@@ -280,8 +329,8 @@ int main(int argc, char **argv) {
     int64_t *list = context_list(&o, &c, &n_ctx);
     if (!list) { fprintf(stderr, "hubkv-profile: out of memory\n"); return 1; }
     if (n_ctx == 0) { fprintf(stderr, "hubkv-profile: no contexts in split '%s' for shard %ld/%ld\n", o.split, o.shard_i, o.shard_n); return 1; }
-    hkp_stats st;
-    if (load_or_init(&o, &c, cfg, n_ctx, &st)) return 1;
+    hkp_stats st = {0};
+    if (!o.bench && !o.bench_prefill && load_or_init(&o, &c, cfg, n_ctx, &st)) return 1;
     int max_ctx = 1, max_fut = 1;
     long long toks_left = 0;
     for (int64_t k = 0; k < n_ctx; k++) {
@@ -291,7 +340,7 @@ int main(int argc, char **argv) {
         max_fut = fl > max_fut ? fl : max_fut;
         if (k >= st.next) toks_left += fs + fl + (o.kvzip ? fs + c.n_kvzip : 0);
     }
-    hkp_runner r = {.chunk = (int)o.chunk, .kvzip = o.kvzip,
+    hkp_runner r = {.chunk = (int)o.chunk, .kvzip = o.kvzip, .use_gpu = pick_gpu(&o),
                     .sp = {.snap_window = (int)o.snap_window, .snap_kernel = (int)o.snap_kernel,
                            .snap_max = o.snap_max, .oracle_wo = o.oracle_wo},
                     .cp = {.sink = (int)o.sink, .recent = (int)o.recent}};
@@ -299,7 +348,10 @@ int main(int argc, char **argv) {
         fprintf(stderr, "hubkv-profile: %s\n", err.msg);
         return 1;
     }
-    if (o.bench_prefill) return bench_prefill(&r, &c, list, n_ctx);
+    fprintf(stderr, "hubkv-profile: %s, %lld contexts, chunk %d\n", r.use_gpu ? "GPU" : "CPU",
+            (long long)n_ctx, r.chunk);
+    if (o.bench_prefill) return bench_prefill(&r, &c, list, n_ctx) < 0;
+    if (o.bench) return bench_ratio(&r, &c, list, n_ctx, o.fut_max);
     const char *ex = getenv("HUBKV_TEST_EXIT_AFTER");
     long exit_after = ex ? strtol(ex, NULL, 10) : 0, done_here = 0;
     int tty = isatty(2);

@@ -41,6 +41,8 @@ static void usage(FILE *f) {
         "  --future-min N      future-window tokens, lower bound (default 64)\n"
         "  --future-max N      future-window tokens, upper bound (default 512)\n"
         "  --heldout-frac F    share of contexts marked held-out (default 0.1)\n"
+        "  --quick             small preset for a CPU smoke run: --count 16 --min-len 1024\n"
+        "                      --max-len 2048 --future-min 64 --future-max 128 (flags override)\n"
         "  --no-chat           do not apply the ChatML template even if the tokenizer has it\n"
         "  --random-vocab V    random ids in [3, V) instead of text (tests on tiny models;\n"
         "                      needs no model, corpus or templates)\n");
@@ -97,10 +99,15 @@ static void parse(opts *o, int argc, char **argv) {
                 .mix = "natural=1,needle=1,kv=1,mdqa=1,vartrack=1,copy=1", .count = 64,
                 .min_len = 1024, .max_len = 4096, .fut_min = 64, .fut_max = 512, .seed = 1,
                 .heldout = 0.1};
+    for (int i = 1; i < argc; i++) // the preset first, so that explicit flags win wherever they are
+        if (!strcmp(argv[i], "--quick")) {
+            o->count = 16, o->min_len = 1024, o->max_len = 2048, o->fut_min = 64, o->fut_max = 128;
+        }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); exit(0); }
         if (!strcmp(a, "--no-chat")) { o->no_chat = 1; continue; }
+        if (!strcmp(a, "--quick")) continue;
         if (i + 1 >= argc) { fprintf(stderr, "hubkv-synth: %s: expected a value (or unknown option)\n", a); usage(stderr); exit(2); }
         const char *v = argv[++i];
         if (!strcmp(a, "--model")) o->model = v;

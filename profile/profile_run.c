@@ -1,12 +1,22 @@
-/* Runs one context: chunked prefill capturing every row (H2O, SnapKV), the
- * teacher-forced future window (oracle), a rewind of the cache to the
- * context, the reconstruction pass (KVzip); then curves per head. */
+/* Runs one context: chunked prefill with column sums (H2O; SnapKV from the
+ * calls of the observation window, split off), the teacher-forced future
+ * window with column maxima (oracle), a rewind of the cache to the context,
+ * the per-head scores that read the cached K/V, the reconstruction pass
+ * (KVzip); then curves per head. No probability rows are copied: the engine
+ * reduces them to per-key statistics inside its attention. */
 #include "profile_run.h"
 
 #include "hkm_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
 
 hkm_status hkp_runner_init(hkp_runner *r, const hkm_model *m, int max_ctx, int max_fut, int n_kvzip,
                            int grid, hkm_err *err) {
@@ -14,9 +24,15 @@ hkm_status hkp_runner_init(hkp_runner *r, const hkm_model *m, int max_ctx, int m
     int after = max_fut > max_ctx + n_kvzip ? max_fut : max_ctx + n_kvzip;
     r->m = m;
     r->cap_tokens = max_ctx;
-    if (r->chunk <= 0) r->chunk = 256;
+    if (r->chunk <= 0) r->chunk = r->use_gpu ? 1024 : 256;
     r->cp.grid = grid;
-    HKM_TRY(hkm_kvcache_create(cfg, max_ctx + after + 1, &r->cache, err));
+    if (r->use_gpu) {
+        HKM_TRY(hkp_gpu_open(m, r->chunk, max_ctx + after + 1, &r->gpu, err));
+        HKM_ALLOC(r->kbuf, (size_t)max_ctx * cfg->head_dim, err);
+        HKM_ALLOC(r->vbuf, (size_t)max_ctx * cfg->head_dim, err);
+    } else {
+        HKM_TRY(hkm_kvcache_create(cfg, max_ctx + after + 1, &r->cache, err));
+    }
     HKM_TRY(hkp_scores_init(&r->sc, cfg, max_ctx, err));
     HKM_TRY(hkp_curve_ws_init(&r->ws, max_ctx, err));
     size_t heads = (size_t)cfg->n_layers * cfg->n_kv_heads;
@@ -24,17 +40,17 @@ hkm_status hkp_runner_init(hkp_runner *r, const hkm_model *m, int max_ctx, int m
     HKM_ALLOC(r->orc, heads * grid, err);
     HKM_ALLOC(r->ent, (size_t)(HKP_SC_COUNT + 1) * heads, err);
     HKM_ALLOC(r->top, (size_t)(HKP_SC_COUNT + 1) * heads, err);
-    HKM_ALLOC(r->rows, r->chunk, err);
-    for (int i = 0; i < r->chunk; i++) r->rows[i] = i;
     return HKM_OK;
 }
 
 void hkp_runner_free(hkp_runner *r) {
     if (!r) return;
     hkm_kvcache_free(r->cache);
+    hkp_gpu_free(r->gpu);
+    free(r->kbuf); free(r->vbuf);
     hkp_scores_free(&r->sc);
     hkp_curve_ws_free(&r->ws);
-    free(r->cur); free(r->orc); free(r->ent); free(r->top); free(r->rows);
+    free(r->cur); free(r->orc); free(r->ent); free(r->top);
     memset(r, 0, sizeof *r);
 }
 
@@ -45,20 +61,64 @@ typedef struct {
     int pass;
 } cap_user;
 
-static void on_layer(void *user, const hkm_layer_capture *lc) {
+static void on_stats(void *user, const hkp_layer_stats *st) {
     cap_user *u = user;
-    hkp_scores_capture(&u->r->sc, &u->r->sp, u->pass, lc);
+    hkp_scores_add(&u->r->sc, &u->r->sp, u->pass, st);
 }
 
-/* ids[0..n) in chunks of r->chunk, every row captured. */
-static hkm_status run_pass(hkp_runner *r, int pass, const int32_t *ids, int n, hkm_err *err) {
+static void on_layer(void *user, const hkm_layer_capture *lc) {
+    hkp_layer_stats st = {.layer = lc->layer, .n = lc->n, .pos0 = lc->pos0,
+                          .n_keys_max = lc->n_keys_max, .colmax = lc->colmax, .colsum = lc->colsum};
+    if (lc->colmax) on_stats(user, &st);
+}
+
+/* One call of len tokens on either engine; u == NULL: no statistics. */
+static hkm_status forward(hkp_runner *r, const int32_t *ids, int len, cap_user *u, hkm_err *err) {
+    r->tokens_run += len;
+    if (r->gpu) return hkp_gpu_forward(r->gpu, ids, len, u ? on_stats : NULL, u, err);
+    hkm_capture cap = {.fn = on_layer, .user = u, .stat_row0 = 0, .stat_row1 = len};
+    return hkm_forward_cpu(r->m, r->cache, ids, len, HKM_LOGITS_NONE, NULL, u ? &cap : NULL, err);
+}
+
+/* ids[0..n) in chunks of r->chunk, with a chunk boundary at split too (the
+ * SnapKV window's start; ignored outside (0, n)). */
+static hkm_status run_pass(hkp_runner *r, int pass, const int32_t *ids, int n, int split,
+                           hkm_err *err) {
     cap_user u = {r, pass};
-    for (int c0 = 0; c0 < n; c0 += r->chunk) {
-        int len = n - c0 < r->chunk ? n - c0 : r->chunk;
-        hkm_capture cap = {.fn = on_layer, .user = &u, .n_rows = len, .rows = r->rows};
-        HKM_TRY(hkm_forward_cpu(r->m, r->cache, ids + c0, len, HKM_LOGITS_NONE, NULL, &cap, err));
-        r->tokens_run += len;
+    double t0 = now_s();
+    for (int c0 = 0; c0 < n;) {
+        int end = c0 + r->chunk < n ? c0 + r->chunk : n;
+        if (c0 < split && split < end) end = split;
+        HKM_TRY(forward(r, ids + c0, end - c0, pass < 0 ? NULL : &u, err));
+        c0 = end;
     }
+    r->t_fwd += now_s() - t0;
+    return HKM_OK;
+}
+
+static void reset(hkp_runner *r) {
+    if (r->gpu) hkp_gpu_reset(r->gpu);
+    else hkm_kvcache_reset(r->cache);
+}
+
+hkm_status hkp_run_plain(hkp_runner *r, const int32_t *ids, int n, hkm_err *err) {
+    reset(r);
+    return run_pass(r, -1, ids, n, -1, err);
+}
+
+/* Back to the context only; then the scores that read its K/V. */
+static hkm_status rewind_and_finish(hkp_runner *r, int n_ctx, hkm_err *err) {
+    if (!r->gpu) {
+        HKM_TRY(hkm_kvcache_rewind(r->cache, n_ctx, err));
+        hkp_scores_finish(&r->sc, &r->sp, r->m, r->cache);
+        return HKM_OK;
+    }
+    HKM_TRY(hkp_gpu_truncate(r->gpu, n_ctx, err));
+    for (int l = 0; l < r->sc.L; l++)
+        for (int h = 0; h < r->sc.KV; h++) {
+            HKM_TRY(hkp_gpu_read_head(r->gpu, l, h, n_ctx, r->kbuf, r->vbuf, err));
+            hkp_scores_finish_head(&r->sc, &r->sp, r->m, r->kbuf, r->vbuf, l, h);
+        }
     return HKM_OK;
 }
 
@@ -67,21 +127,23 @@ hkm_status hkp_run_scores(hkp_runner *r, const int32_t *ids, int n_ctx, int n_fu
     if (n_ctx <= 0 || n_ctx > r->cap_tokens || n_fut <= 0)
         return hkm_fail(err, HKM_ERR_ARG, "hkp_run_scores: context %d tokens, future %d: expected "
                         "1..%d and > 0", n_ctx, n_fut, r->cap_tokens);
-    hkm_kvcache_reset(r->cache);
+    reset(r);
     hkp_scores_reset(&r->sc, n_ctx);
-    HKM_TRY(run_pass(r, HKP_PASS_PREFILL, ids, n_ctx, err));
-    HKM_TRY(run_pass(r, HKP_PASS_FUTURE, ids + n_ctx, n_fut, err));
-    HKM_TRY(hkm_kvcache_rewind(r->cache, n_ctx, err));
+    HKM_TRY(run_pass(r, HKP_PASS_PREFILL, ids, n_ctx, n_ctx - r->sp.snap_window, err));
+    HKM_TRY(run_pass(r, HKP_PASS_FUTURE, ids + n_ctx, n_fut, -1, err));
+    double t0 = now_s();
+    HKM_TRY(rewind_and_finish(r, n_ctx, err));
+    r->t_finish += now_s() - t0;
     if (r->kvzip) {
-        HKM_TRY(run_pass(r, HKP_PASS_KVZIP, kvp, n_kvp, err));
-        HKM_TRY(run_pass(r, HKP_PASS_KVZIP, ids, n_ctx, err));
+        HKM_TRY(run_pass(r, HKP_PASS_KVZIP, kvp, n_kvp, -1, err));
+        HKM_TRY(run_pass(r, HKP_PASS_KVZIP, ids, n_ctx, -1, err));
     }
-    hkp_scores_finish(&r->sc, &r->sp, r->m, r->cache);
     return HKM_OK;
 }
 
 void hkp_run_accumulate(hkp_runner *r, hkp_stats *st) {
     const hkp_scores *s = &r->sc;
+    double t0 = now_s();
     int n = s->n, G = r->cp.grid;
     size_t heads = (size_t)s->L * s->KV;
     r->cp.n = n;
@@ -101,4 +163,5 @@ void hkp_run_accumulate(hkp_runner *r, hkp_stats *st) {
         }
     }
     hkp_stats_add(st, n, r->cur, r->orc, r->ent, r->top);
+    r->t_curves += now_s() - t0;
 }

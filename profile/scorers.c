@@ -75,27 +75,23 @@ static void row_max(float *dst, const float *p, int n) {
     for (int j = 0; j < n; j++) dst[j] = p[j] > dst[j] ? p[j] : dst[j];
 }
 
-void hkp_scores_capture(hkp_scores *s, const hkp_score_params *p, int pass,
-                        const hkm_layer_capture *lc) {
-    if (!lc->probs) return;
-    int n = s->n, group = s->H / s->KV, l = lc->layer;
+void hkp_scores_add(hkp_scores *s, const hkp_score_params *p, int pass, const hkp_layer_stats *st) {
+    int n = s->n, group = s->H / s->KV, l = st->layer;
+    int keys = st->n_keys_max < n ? st->n_keys_max : n; // context keys this call saw
     int snap_cols = n - p->snap_window; // keys SnapKV scores (window keys excluded)
+    int in_window = pass == HKP_PASS_PREFILL && st->pos0 >= n - p->snap_window;
     for (int h = 0; h < s->H; h++) {
         int kvh = h / group;
-        float *hq = s->oracle_q + ((size_t)l * s->H + h) * n;
-        float *sq = s->snap_q + ((size_t)l * s->H + h) * n;
-        float *hk = (pass == HKP_PASS_PREFILL ? s->h2o : s->kvzip) + ((size_t)l * s->KV + kvh) * n;
-        for (int r = 0; r < lc->n_rows; r++) {
-            const float *pr = lc->probs + ((size_t)h * lc->n_rows + r) * lc->n_keys_max;
-            if (pass == HKP_PASS_FUTURE) {
-                row_max(hq, pr, n);
-            } else if (pass == HKP_PASS_KVZIP) {
-                row_max(hk, pr, n);
-            } else {
-                int tok = lc->pos0 + lc->rows[r];
-                row_add(hk, pr, tok + 1 < n ? tok + 1 : n);
-                if (tok >= n - p->snap_window && snap_cols > 0) row_add(sq, pr, snap_cols);
-            }
+        const float *cm = st->colmax + (size_t)h * st->n_keys_max;
+        const float *cs = st->colsum + (size_t)h * st->n_keys_max;
+        size_t qo = ((size_t)l * s->H + h) * n, ko = ((size_t)l * s->KV + kvh) * n;
+        if (pass == HKP_PASS_FUTURE) {
+            row_max(s->oracle_q + qo, cm, keys);
+        } else if (pass == HKP_PASS_KVZIP) {
+            row_max(s->kvzip + ko, cm, keys);
+        } else {
+            row_add(s->h2o + ko, cs, keys);
+            if (in_window && snap_cols > 0) row_add(s->snap_q + qo, cs, keys < snap_cols ? keys : snap_cols);
         }
     }
 }
@@ -174,15 +170,20 @@ static void oracle_head(hkp_scores *s, const hkp_score_params *p, const hkm_mode
     }
 }
 
+void hkp_scores_finish_head(hkp_scores *s, const hkp_score_params *p, const hkm_model *m,
+                            const float *k, const float *v, int l, int kvh) {
+    int hd = hkm_model_config(m)->head_dim;
+    snapkv_head(s, p, l, kvh);
+    keydiff_head(s, k, hd, l, kvh);
+    oracle_head(s, p, m, v, hd, l, kvh);
+}
+
 void hkp_scores_finish(hkp_scores *s, const hkp_score_params *p, const hkm_model *m,
                        const hkm_kvcache *c) {
-    const hkm_config *cfg = hkm_model_config(m);
     for (int l = 0; l < s->L; l++)
         for (int kvh = 0; kvh < s->KV; kvh++) {
             const float *k, *v;
             hkm_kvcache_head(c, l, kvh, &k, &v, NULL);
-            snapkv_head(s, p, l, kvh);
-            keydiff_head(s, k, cfg->head_dim, l, kvh);
-            oracle_head(s, p, m, v, cfg->head_dim, l, kvh);
+            hkp_scores_finish_head(s, p, m, k, v, l, kvh);
         }
 }

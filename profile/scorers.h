@@ -39,15 +39,29 @@ void hkp_scores_reset(hkp_scores *s, int n);
 /* Which pass a capture belongs to. */
 enum { HKP_PASS_PREFILL = 0, HKP_PASS_FUTURE, HKP_PASS_KVZIP };
 
-/* Accumulates one layer's captured attention rows of a pass. In the prefill
- * the captured rows' absolute positions are lc->pos0 + rows[r] (the cache
- * started empty); in the other passes only keys [0, n) are read. */
-void hkp_scores_capture(hkp_scores *s, const hkp_score_params *p, int pass,
-                        const hkm_layer_capture *lc);
+/* One layer's per-key column statistics over every query row of one forward
+ * call, in host memory (CPU: hkm_layer_capture; GPU: hkm_gpu_layer_stats). */
+typedef struct {
+    int layer;
+    int n, pos0;          /* tokens of the call, absolute position of the first */
+    int n_keys_max;       /* row stride */
+    const float *colmax;  /* (n_heads, n_keys_max) max over the rows of p(row, key) */
+    const float *colsum;  /* (n_heads, n_keys_max) sum over the rows */
+} hkp_layer_stats;
 
-/* After the passes: oracle (value norms from the cache's first n entries of
- * each head, W_o from the model when oracle_wo), SnapKV pooling and group
- * mean, KeyDiff from the cached keys. */
+/* Accumulates one layer's statistics of a pass; only keys [0, n) are read.
+ * Prefill: the cache started empty, and every call lies wholly inside or
+ * wholly outside the SnapKV window [n - snap_window, n) (the runner splits
+ * its chunks there), so a call's colsum is its share of the window sum. */
+void hkp_scores_add(hkp_scores *s, const hkp_score_params *p, int pass, const hkp_layer_stats *st);
+
+/* After the future pass, per KV head, from the head's first n cache entries
+ * k, v (n, head_dim): SnapKV pooling and group mean, KeyDiff, and the oracle
+ * (W_o from m when oracle_wo). */
+void hkp_scores_finish_head(hkp_scores *s, const hkp_score_params *p, const hkm_model *m,
+                            const float *k, const float *v, int l, int kvh);
+
+/* hkp_scores_finish_head for every head of a CPU cache. */
 void hkp_scores_finish(hkp_scores *s, const hkp_score_params *p, const hkm_model *m,
                        const hkm_kvcache *c);
 

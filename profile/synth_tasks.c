@@ -239,15 +239,17 @@ typedef struct {
 } qa;
 
 /* Question/answer turns until the future window reaches fut_min (at least
- * one), cut at fut_max. */
+ * one), cut at fut_max. When the questions run out first they are asked
+ * again, in the same order, as further turns: fut_min is a guarantee. */
 static hkm_status put_future(gen *g, qa *qs, int n_q) {
     const hkp_synth *s = g->s;
     g->out->future_start = (int32_t)g->out->ids.n;
-    for (int i = 0; i < n_q; i++) {
-        if (i && (int)(g->out->ids.n - (size_t)g->out->future_start) >= s->fut_min) break;
+    for (int k = 0; n_q > 0; k++) {
+        int i = k % n_q;
+        if (k && (int)(g->out->ids.n - (size_t)g->out->future_start) >= s->fut_min) break;
         const char *names[] = {"question"};
         const char *vals[] = {qs[i].q};
-        const char *tm = s->chat ? (i ? "<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n"
+        const char *tm = s->chat ? (k ? "<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n"
                                       : "\n\n{question}<|im_end|>\n<|im_start|>assistant\n")
                                  : tstr(s->tmpl, NULL, "plain_question");
         char *t = fill(tm, 1, names, vals);

@@ -501,6 +501,71 @@ static void test_capture(const hkm_model *m, const char *name) {
     free(ids), free(hide), free(l1), free(l2);
 }
 
+/* (3b) Column statistics over a row range equal the max/sum of the captured
+ * probability rows, with or without rows captured, on an evicted cache. */
+typedef struct {
+    const hkm_model *m;
+    int stride[8], n_rows;
+    float *probs[8], *cmax[8], *csum[8];
+} stat_store;
+
+static void on_stats(void *user, const hkm_layer_capture *lc) {
+    stat_store *s = user;
+    size_t hs = (size_t)s->m->cfg.n_heads * lc->n_keys_max;
+    CHECK(lc->colmax && lc->colsum, "stats views present");
+    if (!lc->colmax) return;
+    s->stride[lc->layer] = lc->n_keys_max;
+    s->cmax[lc->layer] = dup_f(lc->colmax, hs);
+    s->csum[lc->layer] = dup_f(lc->colsum, hs);
+    if (lc->probs) s->probs[lc->layer] = dup_f(lc->probs, hs * lc->n_rows);
+}
+
+static void test_capture_stats(const hkm_model *m, const char *name) {
+    const hkm_config *g = &m->cfg;
+    int V = g->vocab_size, T = 40, n = 12, r0 = 3, r1 = 10, rows[12];
+    for (int i = 0; i < n; i++) rows[i] = i;
+    int32_t *ids = random_ids(T, V);
+    int *hide = malloc(sizeof(int) * (size_t)g->n_layers * g->n_kv_heads * T);
+    hkm_kvcache *c = new_cache(m, T);
+    fwd(m, c, ids, 15, HKM_LOGITS_NONE, NULL);
+    evict_random(m, c, T, 15, hide);
+    stat_store a = {.m = m}, b = {.m = m};
+    hkm_capture ca = {.fn = on_stats, .user = &a, .stat_row0 = r0, .stat_row1 = r1};
+    hkm_capture cb = {.fn = on_stats, .user = &b, .n_rows = n, .rows = rows, .stat_row0 = r0, .stat_row1 = r1};
+    hkm_err err = {{0}};
+    CHECK(hkm_forward_cpu(m, c, ids + 15, n, HKM_LOGITS_NONE, NULL, &ca, &err) == HKM_OK, "%s stats: %s", name, err.msg);
+    CHECK(hkm_kvcache_rewind(c, 15, &err) == HKM_OK, "%s rewind: %s", name, err.msg);
+    CHECK(hkm_forward_cpu(m, c, ids + 15, n, HKM_LOGITS_NONE, NULL, &cb, &err) == HKM_OK, "%s stats+probs: %s", name, err.msg);
+    double worst = 0;
+    int same = 1, layers = 0;
+    for (int l = 0; l < g->n_layers; l++) layers += b.probs[l] && a.cmax[l] && b.cmax[l];
+    CHECK(layers == g->n_layers, "%s: statistics of %d layers: expected %d", name, layers, g->n_layers);
+    for (int l = 0; l < g->n_layers && layers == g->n_layers; l++) {
+        size_t hs = (size_t)g->n_heads * b.stride[l];
+        same &= a.stride[l] == b.stride[l] && !memcmp(a.cmax[l], b.cmax[l], hs * sizeof(float)) &&
+                !memcmp(a.csum[l], b.csum[l], hs * sizeof(float));
+        for (int h = 0; h < g->n_heads; h++)
+            for (int j = 0; j < b.stride[l]; j++) {
+                double mx = 0, sum = 0;
+                for (int r = r0; r < r1; r++) {
+                    double p = b.probs[l][((size_t)h * n + r) * b.stride[l] + j];
+                    mx = fmax(mx, p);
+                    sum += p;
+                }
+                worst = fmax(worst, fabs(b.cmax[l][(size_t)h * b.stride[l] + j] - mx));
+                worst = fmax(worst, fabs(b.csum[l][(size_t)h * b.stride[l] + j] - sum));
+            }
+    }
+    CHECK(same, "%s: statistics with and without captured rows differ", name);
+    CHECK(worst <= 1e-6, "%s: colmax/colsum vs reductions of captured probs: max abs diff %.3g", name, worst);
+    hkm_capture bad = {.fn = on_stats, .user = &a, .stat_row0 = 2, .stat_row1 = n + 1};
+    CHECK(hkm_forward_cpu(m, c, ids, n, HKM_LOGITS_NONE, NULL, &bad, &err) == HKM_ERR_ARG,
+          "%s: stat rows beyond the call accepted", name);
+    for (int l = 0; l < 8; l++) free(a.cmax[l]), free(a.csum[l]), free(b.cmax[l]), free(b.csum[l]), free(b.probs[l]);
+    hkm_kvcache_free(c);
+    free(ids), free(hide);
+}
+
 /* Greedy generation = argmax of the naive reference, step by step; EOS stops. */
 static void test_generate(const hkm_model *m, const char *name) {
     int V = m->cfg.vocab_size, n_prompt = 9, max_new = 6;
@@ -633,6 +698,7 @@ int main(void) {
         test_chunked(m, name, 37, 5);
         test_chunked(m, name, 150, 13);
         test_capture(m, name);
+        test_capture_stats(m, name);
         test_eviction(m, name);
         test_generate(m, name);
         test_rewind(m, name);

@@ -79,7 +79,8 @@ static void check_task(const hkp_synth *s, int task) {
         int fs = a.future_start, fl = (int)a.ids.n - fs;
         CHECK(fs >= s->min_len / 2 && fs <= s->max_len, "%s: context %d tokens: expected about %d..%d",
               hkp_task_name(task), fs, s->min_len, s->max_len);
-        CHECK(fl >= 1 && fl <= s->fut_max, "%s: future %d tokens: expected 1..%d", hkp_task_name(task), fl, s->fut_max);
+        CHECK(fl >= s->fut_min && fl <= s->fut_max, "%s: future %d tokens: expected %d..%d", hkp_task_name(task),
+              fl, s->fut_min, s->fut_max);
         if (task == HKP_TASK_RANDOM) {
             int bad = 0;
             for (size_t k = 0; k < a.ids.n; k++) bad += a.ids.v[k] < 3 || a.ids.v[k] >= s->random_vocab;
@@ -169,6 +170,9 @@ int main(int argc, char **argv) {
     hkp_synth s = {.tmpl = tmpl, .tok = tok, .corpus = &corpus, .chat = 1, .min_len = 300,
                    .max_len = 500, .fut_min = 24, .fut_max = 120};
     for (int t = 0; t < HKP_TASK_RANDOM; t++) check_task(&s, t);
+    hkp_synth longer = s; // more future than one question and answer: turns repeat
+    longer.fut_min = 100;
+    for (int t = 0; t < HKP_TASK_RANDOM; t++) check_task(&longer, t);
     s.chat = 0;
     check_task(&s, HKP_TASK_NEEDLE);
     hkp_synth rs = {.min_len = 40, .max_len = 60, .fut_min = 4, .fut_max = 8, .random_vocab = 100};

@@ -162,6 +162,14 @@ typedef struct {
     const int *n_keys;   /* (n_kv_heads) keys visible to each KV head */
     const float *probs;  /* (n_heads, n_rows, n_keys_max); entries beyond a head's
                             n_keys are 0. NULL unless rows were asked */
+    /* Per-key statistics over query rows [stat_row0, stat_row1) of this call
+     * (as hkm_gpu_layer_stats): for query head h and key j of its KV head's
+     * list, colmax = max over the rows of p(row, j), colsum = their sum; keys
+     * a row cannot see count as 0; entries beyond the head's n_keys are 0.
+     * Reduced inside the attention: no (rows x keys) copy is made. */
+    int stat_row0, stat_row1;
+    const float *colmax; /* (n_heads, n_keys_max); NULL unless asked */
+    const float *colsum; /* (n_heads, n_keys_max); NULL unless asked */
 } hkm_layer_capture;
 
 typedef void (*hkm_capture_fn)(void *user, const hkm_layer_capture *lc);
@@ -173,6 +181,10 @@ typedef struct {
     int want_qkv;        /* fill lc->q, lc->k, lc->v */
     int n_rows;          /* query rows whose attention probabilities to capture */
     const int *rows;     /* (n_rows) indices into this call's tokens, increasing */
+    /* Column statistics (lc->colmax, lc->colsum) over the query rows
+     * [stat_row0, stat_row1) of this call; off when stat_row1 <= stat_row0.
+     * CPU forward only: hkm_gpu_forward takes its own range in hkm_gpu_capture. */
+    int stat_row0, stat_row1;
 } hkm_capture;
 
 /* ---------------------------------------------------------------- forward */

@@ -41,6 +41,8 @@ typedef struct {
     float *cq;       /* (n_heads, n, head_dim) capture copy, or NULL */
     float *ck, *cv;  /* (n_kv_heads, n, head_dim) capture copies, or NULL */
     float *probs;    /* (n_heads, n_rows, max_keys) or NULL */
+    float *colmax;   /* (n_heads, max_keys) column statistics, or NULL */
+    float *colsum;   /* (n_heads, max_keys) or NULL */
     int max_keys;    /* most keys any head sees in this call */
     int *len_old;    /* (n_kv_heads) entries a head held before this layer's append */
     int *n_keys;     /* (n_kv_heads) keys visible to each KV head */
@@ -73,16 +75,18 @@ static hkm_status bufs_init(fwd_ctx *f, hkm_err *err) {
     size_t ff = (size_t)g->d_ff;
     int want_qkv = f->cap && f->cap->want_qkv; // f->cap is NULL unless cap->fn is set
     int n_rows = f->cap ? f->cap->n_rows : 0;
+    int stats = f->cap && f->cap->stat_row1 > f->cap->stat_row0;
     b->max_keys = max_keys_of(f->c, f->n);
     size_t mk = (size_t)b->max_keys;
     size_t ar = (size_t)att_tokens(g) * (size_t)(g->n_heads / g->n_kv_heads); // att_rows
     size_t sizes[] = {n * d, n * d, n * qd, n * kvd, n * kvd, n * qd, n * ff, n * ff,
                       n * hd / 2, n * hd / 2, ar * hd, ar * hd, ar * mk,
                       want_qkv ? n * qd : 0, want_qkv ? n * kvd : 0, want_qkv ? n * kvd : 0,
-                      (size_t)g->n_heads * (size_t)n_rows * mk};
+                      (size_t)g->n_heads * (size_t)n_rows * mk,
+                      stats ? (size_t)g->n_heads * mk : 0, stats ? (size_t)g->n_heads * mk : 0};
     float **dst[] = {&b->x,   &b->xn,  &b->q,  &b->k,  &b->v,      &b->att,
                      &b->gate, &b->up, &b->cos, &b->sin, &b->qg,    &b->og,
-                     &b->scores, &b->cq, &b->ck, &b->cv, &b->probs};
+                     &b->scores, &b->cq, &b->ck, &b->cv, &b->probs, &b->colmax, &b->colsum};
     size_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) total += sizes[i];
     if (total > f->c->ws_floats) {
@@ -255,6 +259,18 @@ static void capture_row(const fwd_ctx *f, int h, int i, const float *p, int len,
     memcpy(f->b.probs + ((size_t)h * f->cap->n_rows + r) * stride, p, (size_t)len * sizeof(float));
 }
 
+/* Column max and sum of new token i's probability row p[0..nv) (head h)
+ * when i is among the statistics rows; reduced here, while the row is hot. */
+static void stats_row(const fwd_ctx *f, int h, int i, const float *p, int nv, int stride) {
+    if (!f->b.colmax || i < f->cap->stat_row0 || i >= f->cap->stat_row1) return;
+    float *cm = f->b.colmax + (size_t)h * stride, *cs = f->b.colsum + (size_t)h * stride;
+#pragma omp simd
+    for (int j = 0; j < nv; j++) {
+        cm[j] = p[j] > cm[j] ? p[j] : cm[j];
+        cs[j] += p[j];
+    }
+}
+
 /* Tokens [t0, t0 + tb) of one KV head's query group: rows (token, head in
  * group) gathered into qg, scores = qg K^T over the keys the last token sees,
  * causal softmax, og = P V scattered back into att. */
@@ -274,6 +290,7 @@ static void attention_block_rows(const fwd_ctx *f, int layer, int kvh, int t0, i
         float *s = b->scores + (size_t)r * lb;
         softmax_row(s, nv, lb);
         capture_row(f, h0 + r % group, i, s, nv, stride);
+        stats_row(f, h0 + r % group, i, s, nv, stride);
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, lb, 1.0f, b->scores, lb,
                 kv->v, hd, 0.0f, b->og, hd);
@@ -337,6 +354,12 @@ static void capture_emit(const fwd_ctx *f, int layer, int stride) {
     lc.n_keys_max = stride;
     lc.n_keys = f->b.n_keys;
     lc.probs = cap->n_rows > 0 ? f->b.probs : NULL;
+    if (f->b.colmax) {
+        lc.stat_row0 = cap->stat_row0;
+        lc.stat_row1 = cap->stat_row1;
+        lc.colmax = f->b.colmax;
+        lc.colsum = f->b.colsum;
+    }
     cap->fn(cap->user, &lc);
 }
 
@@ -359,6 +382,10 @@ static void attention_block(fwd_ctx *f, int layer) {
     for (int h = 0; h < g->n_kv_heads; h++) stride = b->n_keys[h] > stride ? b->n_keys[h] : stride;
     if (b->probs)
         memset(b->probs, 0, (size_t)g->n_heads * f->cap->n_rows * stride * sizeof(float));
+    if (b->colmax) { // probabilities are >= 0: 0 is the identity of both reductions
+        memset(b->colmax, 0, (size_t)g->n_heads * stride * sizeof(float));
+        memset(b->colsum, 0, (size_t)g->n_heads * stride * sizeof(float));
+    }
     attention(f, layer, stride);
     if (f->cap) capture_emit(f, layer, stride);
 
@@ -428,6 +455,10 @@ static hkm_status check_capture(const hkm_capture *cap, int n, hkm_err *err) {
         return hkm_fail(err, HKM_ERR_ARG,
                         "hkm_forward_cpu: capture n_rows=%d rows=%p: expected n_rows >= 0 and "
                         "rows non-NULL when n_rows > 0", cap->n_rows, (const void *)cap->rows);
+    if (cap->stat_row1 > cap->stat_row0 && (cap->stat_row0 < 0 || cap->stat_row1 > n))
+        return hkm_fail(err, HKM_ERR_ARG,
+                        "hkm_forward_cpu: capture stat rows [%d, %d): expected within [0, %d)",
+                        cap->stat_row0, cap->stat_row1, n);
     for (int r = 0; r < cap->n_rows; r++) {
         int prev = r ? cap->rows[r - 1] : -1;
         if (cap->rows[r] <= prev || cap->rows[r] >= n)

@@ -1,0 +1,37 @@
+/* hubkv-profile's GPU engine: the model and one KV cache on the device
+ * (model/include/hubkv_cuda.h); each forward call hands the per-key column
+ * statistics of every layer (reduced on the device, only they are copied) to
+ * a callback. Without CUDA in the build every call fails with
+ * HKM_ERR_UNSUPPORTED and hkp_gpu_usable() is 0. */
+#ifndef HKP_PROFILE_GPU_H
+#define HKP_PROFILE_GPU_H
+
+#include "scorers.h"
+
+typedef struct hkp_gpu hkp_gpu;
+
+typedef void (*hkp_stats_fn)(void *user, const hkp_layer_stats *st);
+
+/* 1 if built with CUDA and a device is usable; else 0 with the reason in *err. */
+int hkp_gpu_usable(hkm_err *err);
+
+/* Uploads m (bf16) for chunks of up to chunk tokens, with a cache of
+ * capacity entries per head. m stays the caller's. */
+hkm_status hkp_gpu_open(const hkm_model *m, int chunk, int capacity, hkp_gpu **out, hkm_err *err);
+void hkp_gpu_free(hkp_gpu *g);
+void hkp_gpu_reset(hkp_gpu *g);
+
+/* n new tokens (n <= chunk); fn (may be NULL: a plain forward) gets each
+ * layer's statistics over all n query rows. */
+hkm_status hkp_gpu_forward(hkp_gpu *g, const int32_t *ids, int n, hkp_stats_fn fn, void *user,
+                           hkm_err *err);
+
+/* Keeps the first n_keep entries of every head. The cache API has no rewind:
+ * positions continue where they were (docs/stats-format.md: KVzip on the GPU). */
+hkm_status hkp_gpu_truncate(hkp_gpu *g, int n_keep, hkm_err *err);
+
+/* One head's first n entries as fp32: k, v (n, head_dim). */
+hkm_status hkp_gpu_read_head(hkp_gpu *g, int layer, int kv_head, int n, float *k, float *v,
+                             hkm_err *err);
+
+#endif
