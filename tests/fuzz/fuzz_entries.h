@@ -21,6 +21,10 @@ int fz_tokenizer_encode(const uint8_t *data, size_t size);
 
 /* HDF5 profile (tests/fuzz/fuzz_profile.c; only where runtime-lib is built). */
 int fz_profile(const uint8_t *data, size_t size);
+/* Calibration set and stats file of the profile tools (tests/fuzz/fuzz_h5.c;
+ * only where profile/ is built). */
+int fz_calib(const uint8_t *data, size_t size);
+int fz_stats(const uint8_t *data, size_t size);
 
 #define FZ_SHARD_SEP "\n#SHARD\n"
 
