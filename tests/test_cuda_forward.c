@@ -237,6 +237,19 @@ static void test_random(const char *name, hkm_arch arch, hkm_rope_type rope, int
     hkm_kvcache_head(kc, 1, 1, NULL, NULL, &pc);
     int same = pc && pg && !memcmp(pc, pg, (size_t)hkm_kvcache_len(kc, 1, 1) * 4);
     CHECK(same, "%s: cache positions differ from the CPU's", name);
+    /* rewind past the decoded tokens (an evicted cache), then one more token:
+     * the GPU drops the same entries as the CPU and gives the same logits */
+    CHECK(hkm_gpu_cache_rewind(gc, n + 6, &err) == HKM_ERR_ARG, "%s: rewind past the end accepted", name);
+    CHECK(hkm_kvcache_rewind(kc, n + 2, &err) == HKM_OK, "%s", err.msg);
+    CHECK(hkm_gpu_cache_rewind(gc, n + 2, &err) == HKM_OK, "%s", err.msg);
+    CHECK(hkm_gpu_cache_next_pos(gc) == n + 2, "%s: next_pos after rewind", name);
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int h = 0; h < m->cfg.n_kv_heads; h++)
+            CHECK(hkm_gpu_cache_len(gc, l, h) == hkm_kvcache_len(kc, l, h), "%s: len after rewind", name);
+    CHECK(hkm_forward_cpu(m, kc, ids + 3, 1, HKM_LOGITS_LAST, ref, NULL, &err) == HKM_OK, "%s", err.msg);
+    CHECK(hkm_gpu_forward(g, gc, ids + 3, 1, HKM_LOGITS_LAST, got, NULL, &err) == HKM_OK, "%s", err.msg);
+    snprintf(what, sizeof what, "%s: decode after rewind", name);
+    compare_logits(what, got, ref, 1, V);
     /* errors: bad id, capacity */
     int32_t bad = V;
     CHECK(hkm_gpu_forward(g, gc, &bad, 1, HKM_LOGITS_NONE, NULL, NULL, &err) == HKM_ERR_ARG,

@@ -153,6 +153,22 @@ hkm_status hkm_gpu_cache_keep(hkm_gpu_cache *c, int layer, int kv_head, const in
     return HKM_OK;
 }
 
+hkm_status hkm_gpu_cache_rewind(hkm_gpu_cache *c, int n_pos, hkm_err *err) {
+    if (!c) return hkm_fail(err, HKM_ERR_ARG, "hkm_gpu_cache_rewind: NULL cache");
+    if (n_pos < 0 || n_pos > c->next_pos)
+        return hkm_fail(err, HKM_ERR_ARG, "hkm_gpu_cache_rewind: position %d: expected 0..%d", n_pos,
+                        c->next_pos);
+    size_t heads = (size_t)c->n_layers * c->n_kv;
+    for (size_t hi = 0; hi < heads; hi++) {
+        const int32_t *pos = c->h_pos + hi * c->cap;
+        while (c->h_len[hi] > 0 && pos[c->h_len[hi] - 1] >= n_pos) c->h_len[hi]--; // position order
+    }
+    HKG_CUDA(cudaMemcpyAsync(c->d_len, c->h_len, heads * 4, cudaMemcpyHostToDevice, c->g->stream), err);
+    HKG_CUDA(cudaStreamSynchronize(c->g->stream), err);
+    c->next_pos = n_pos;
+    return HKM_OK;
+}
+
 void hkm_gpu_cache_reset(hkm_gpu_cache *c) {
     if (!c) return;
     memset(c->h_len, 0, (size_t)c->n_layers * c->n_kv * sizeof *c->h_len);

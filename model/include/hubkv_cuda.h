@@ -76,6 +76,9 @@ hkm_status hkm_gpu_cache_read(const hkm_gpu_cache *c, int layer, int kv_head, fl
  * current list) of one head, compacting on the device; order is preserved. */
 hkm_status hkm_gpu_cache_keep(hkm_gpu_cache *c, int layer, int kv_head, const int32_t *keep,
                               int n_keep, hkm_err *err);
+/* Forget every entry at position >= n_pos in every head and continue at
+ * position n_pos, as hkm_kvcache_rewind does on the CPU. */
+hkm_status hkm_gpu_cache_rewind(hkm_gpu_cache *c, int n_pos, hkm_err *err);
 void hkm_gpu_cache_reset(hkm_gpu_cache *c);
 
 /* ---------------------------------------------------------------- capture */
