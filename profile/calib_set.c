@@ -57,7 +57,7 @@ uint64_t hkp_calib_hash(const hkp_calib *c) {
 hkm_status hkp_calib_write(hkp_calib *c, const char *path, hkm_err *err) {
     hkm_status st = HKM_OK;
     char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    HKM_TRY(hkp_tmp_name(path, tmp, sizeof tmp, err));
     const char *h5path = tmp;
     hid_t f = -1;
     hkp_h5_quiet();
@@ -95,9 +95,11 @@ hkm_status hkp_calib_write(hkp_calib *c, const char *path, hkm_err *err) {
                  TASK_NAMES[t]);
     A(hkp_h5_attr_write_str(f, tmp, "task_names", names, err));
 #undef A
-    H5TRY(H5Fclose(f));
+    hid_t closing = f; // a failed close must not be retried on the fail path
     f = -1;
-    return hkp_rename(tmp, path, err);
+    H5TRY(H5Fclose(closing));
+    if ((st = hkp_rename(tmp, path, err)) != HKM_OK) goto fail;
+    return HKM_OK;
 fail:
     if (f >= 0) H5Fclose(f);
     unlink(tmp);
@@ -150,15 +152,33 @@ static hkm_status check_contexts(const char *path, const hkp_calib *c, hkm_err *
     return HKM_OK;
 }
 
+/* Length of a 1-D dataset, refused above `cap` entries (the int32 fields and
+ * indices of hkp_calib) before anything is allocated from it. */
+static hkm_status capped_len(hid_t f, const char *path, const char *name, hsize_t cap, hsize_t *len,
+                             hkm_err *err) {
+    HKM_TRY(hkp_h5_len(f, path, name, len, err));
+    if (*len > cap)
+        return hkm_fail(err, HKM_ERR_FORMAT, "%s: dataset '%s' has %llu entries: expected at most %llu",
+                        path, name, (unsigned long long)*len, (unsigned long long)cap);
+    return HKM_OK;
+}
+
 static hkm_status read_arrays(hid_t f, const char *path, hkp_calib *c, hkm_err *err) {
+    const hsize_t cap = INT32_MAX; // token positions and the kvzip count are int32
     hsize_t n1, nt, ns, nk, nsp;
-    HKM_TRY(hkp_h5_len(f, path, "offsets", &n1, err));
+    HKM_TRY(capped_len(f, path, "offsets", cap, &n1, err));
     if (n1 < 1) return hkm_fail(err, HKM_ERR_FORMAT, "%s: offsets is empty: expected n + 1 >= 1", path);
     c->n = (int64_t)n1 - 1;
     hsize_t n = n1 - 1;
-    HKM_TRY(hkp_h5_len(f, path, "tokens", &nt, err));
-    HKM_TRY(hkp_h5_len(f, path, "segs", &ns, err));
-    HKM_TRY(hkp_h5_len(f, path, "kvzip_prompt", &nk, err));
+    HKM_TRY(capped_len(f, path, "tokens", cap, &nt, err));
+    HKM_TRY(capped_len(f, path, "segs", cap, &ns, err));
+    HKM_TRY(capped_len(f, path, "kvzip_prompt", cap, &nk, err));
+    hsize_t dsp[2];
+    HKM_TRY(hkp_h5_dims(f, path, "spans", 2, dsp, err));
+    if (dsp[0] > cap || dsp[1] != 2)
+        return hkm_fail(err, HKM_ERR_FORMAT, "%s: dataset 'spans' is %llu x %llu: expected (n_spans, 2) "
+                        "with n_spans <= %llu", path, (unsigned long long)dsp[0],
+                        (unsigned long long)dsp[1], (unsigned long long)cap);
     HKM_ALLOC(c->offsets, n1, err);
     HKM_ALLOC(c->seg_offsets, n1, err);
     HKM_ALLOC(c->span_offsets, n1, err);
@@ -175,12 +195,9 @@ static hkm_status read_arrays(hid_t f, const char *path, hkp_calib *c, hkm_err *
     HKM_TRY(hkp_h5_read(f, path, "span_offsets", H5T_NATIVE_INT64, 1, &n1, c->span_offsets, err));
     HKM_TRY(check_offsets(path, "offsets", c->offsets, c->n, (int64_t)nt, err));
     HKM_TRY(check_offsets(path, "seg_offsets", c->seg_offsets, c->n, (int64_t)ns, err));
-    nsp = (hsize_t)c->span_offsets[c->n];
-    if (c->span_offsets[c->n] < 0)
-        return hkm_fail(err, HKM_ERR_FORMAT, "%s: span_offsets[n] < 0: expected >= 0", path);
+    nsp = dsp[0];
     HKM_TRY(check_offsets(path, "span_offsets", c->span_offsets, c->n, (int64_t)nsp, err));
     HKM_ALLOC(c->spans, 2 * nsp, err);
-    hsize_t dsp[2] = {nsp, 2};
     HKM_TRY(hkp_h5_read(f, path, "tokens", H5T_NATIVE_INT32, 1, &nt, c->tokens, err));
     HKM_TRY(hkp_h5_read(f, path, "task", H5T_NATIVE_INT32, 1, &n, c->task, err));
     HKM_TRY(hkp_h5_read(f, path, "split", H5T_NATIVE_INT32, 1, &n, c->split, err));

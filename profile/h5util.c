@@ -3,10 +3,18 @@
 #include "h5check.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 void hkp_h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+
+hkm_status hkp_h5_fail(hkm_err *err, const char *src, int line, const char *call, const char *h5path,
+                       int errnum) {
+    return hkm_fail(err, HKM_ERR_IO, "%s:%d: %s failed (file %s)%s%s", src, line, call, h5path,
+                    errnum ? ": " : "", errnum ? strerror(errnum) : "");
+}
 
 hkm_status hkp_h5_write(hid_t loc, const char *h5path, const char *name, hid_t mem_type,
                         int rank, const hsize_t *dims, const void *data, hkm_err *err) {
@@ -27,6 +35,9 @@ hkm_status hkp_h5_write(hid_t loc, const char *h5path, const char *name, hid_t m
     }
     H5ID(ds, H5Dcreate2(loc, name, mem_type, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT));
     if (n) H5TRY(H5Dwrite(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data));
+    hid_t done = ds; // closing flushes cached chunks: its failure is a write failure
+    ds = -1;
+    H5TRY(H5Dclose(done));
 fail:
     if (ds >= 0) H5Dclose(ds);
     if (dcpl >= 0) H5Pclose(dcpl);
@@ -36,6 +47,56 @@ fail:
         snprintf(tmp, sizeof tmp, "%.900s (dataset %.100s)", err->msg, name);
         memcpy(err->msg, tmp, sizeof tmp);
     }
+    return st;
+}
+
+/* Deflate cannot shrink data by more than 1032:1, so a dataset may not declare
+ * more bytes than that times what it stores (plus a little slack). */
+enum { MAX_DEFLATE_RATIO = 1032, STORAGE_SLACK = 4096 };
+
+/* Refuses filters other than the ones hubkv writes (their ratio is unbounded). */
+static hkm_status check_filters(hid_t dcpl, const char *h5path, const char *name, hkm_err *err) {
+    int nf = H5Pget_nfilters(dcpl);
+    for (int i = 0; i < nf; i++) {
+        unsigned flags = 0, cd[8];
+        size_t ncd = 8;
+        H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)i, &flags, &ncd, cd, 0, NULL, NULL);
+        if (id != H5Z_FILTER_DEFLATE && id != H5Z_FILTER_SHUFFLE && id != H5Z_FILTER_FLETCHER32)
+            return hkm_fail(err, HKM_ERR_FORMAT, "%s: dataset '%s' uses HDF5 filter %d: expected only "
+                            "deflate, shuffle or fletcher32", h5path, name, (int)id);
+    }
+    return nf < 0 ? hkm_fail(err, HKM_ERR_IO, "%s: dataset '%s': H5Pget_nfilters failed", h5path, name)
+                  : HKM_OK;
+}
+
+/* The declared extent must fit in the bytes the file stores for the dataset,
+ * so a small file cannot make a reader allocate gigabytes. */
+static hkm_status check_storage(hid_t ds, const char *h5path, const char *name, int rank,
+                                const hsize_t *dims, hkm_err *err) {
+    hkm_status st = HKM_OK;
+    hid_t dcpl = -1, ty = -1;
+    H5ID(ty, H5Dget_type(ds));
+    H5ID(dcpl, H5Dget_create_plist(ds));
+    size_t tsize = H5Tget_size(ty);
+    double bytes = (double)(tsize ? tsize : 1);
+    for (int i = 0; i < rank; i++) bytes *= (double)dims[i];
+    H5D_layout_t lay = H5Pget_layout(dcpl);
+    if ((lay != H5D_CONTIGUOUS && lay != H5D_CHUNKED && lay != H5D_COMPACT) ||
+        H5Pget_external_count(dcpl) != 0) {
+        st = hkm_fail(err, HKM_ERR_FORMAT, "%s: dataset '%s' has layout %d or external storage: "
+                      "expected its data inside the file", h5path, name, (int)lay);
+        goto fail;
+    }
+    if (lay == H5D_CHUNKED && (st = check_filters(dcpl, h5path, name, err)) != HKM_OK) goto fail;
+    double stored = (double)H5Dget_storage_size(ds);
+    double limit = lay == H5D_CHUNKED ? stored * MAX_DEFLATE_RATIO + STORAGE_SLACK : stored;
+    if (bytes > limit)
+        st = hkm_fail(err, HKM_ERR_FORMAT, "%s: dataset '%s' declares %.0f bytes but the file stores "
+                      "%.0f: expected at most %.0f (truncated or corrupt file)", h5path, name, bytes,
+                      stored, limit);
+fail:
+    if (dcpl >= 0) H5Pclose(dcpl);
+    if (ty >= 0) H5Tclose(ty);
     return st;
 }
 
@@ -54,6 +115,7 @@ static hkm_status open_checked(hid_t loc, const char *h5path, const char *name, 
         goto fail;
     }
     H5TRY(H5Sget_simple_extent_dims(sp, got, NULL));
+    if ((st = check_storage(ds, h5path, name, rank, got, err)) != HKM_OK) goto fail;
     H5Sclose(sp);
     *ds_out = ds;
     return HKM_OK;
@@ -67,6 +129,14 @@ hkm_status hkp_h5_len(hid_t loc, const char *h5path, const char *name, hsize_t *
                       hkm_err *err) {
     hid_t ds = -1;
     HKM_TRY(open_checked(loc, h5path, name, 1, len, &ds, err));
+    H5Dclose(ds);
+    return HKM_OK;
+}
+
+hkm_status hkp_h5_dims(hid_t loc, const char *h5path, const char *name, int rank, hsize_t *dims,
+                       hkm_err *err) {
+    hid_t ds = -1;
+    HKM_TRY(open_checked(loc, h5path, name, rank, dims, &ds, err));
     H5Dclose(ds);
     return HKM_OK;
 }
@@ -159,8 +229,33 @@ fail:
     return st;
 }
 
+/* fsync of an existing file or directory (O_RDONLY is enough on Linux). */
+static int sync_path(const char *p, int flags) {
+    int fd = open(p, O_RDONLY | flags);
+    if (fd < 0) return -1;
+    int r = fsync(fd), e = errno;
+    close(fd);
+    errno = e;
+    return r;
+}
+
 hkm_status hkp_rename(const char *tmp, const char *dst, hkm_err *err) {
+    if (sync_path(tmp, 0) != 0)
+        return hkm_fail(err, HKM_ERR_IO, "fsync %s (before renaming it to %s): %s", tmp, dst, strerror(errno));
     if (rename(tmp, dst) != 0)
         return hkm_fail(err, HKM_ERR_IO, "rename %s -> %s: %s", tmp, dst, strerror(errno));
+    char dir[4200];
+    const char *slash = strrchr(dst, '/');
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - dst) + 1 : 1, slash ? dst : ".");
+    if (sync_path(dir, O_DIRECTORY) != 0)
+        return hkm_fail(err, HKM_ERR_IO, "fsync of directory %s (after renaming %s to %s): %s", dir, tmp,
+                        dst, strerror(errno));
+    return HKM_OK;
+}
+
+hkm_status hkp_tmp_name(const char *path, char *buf, size_t cap, hkm_err *err) {
+    if ((size_t)snprintf(buf, cap, "%s.tmp.%ld", path, (long)getpid()) >= cap)
+        return hkm_fail(err, HKM_ERR_ARG, "%s: path too long for its temporary name (%zu bytes)", path,
+                        strlen(path));
     return HKM_OK;
 }

@@ -29,7 +29,7 @@ static void usage(FILE *f) {
         "Writes a calibration set (HDF5, docs/calibration-set.md) of tokenised contexts.\n"
         "  --model PATH        model whose tokenizer to use (.gguf, or a dir with tokenizer.json)\n"
         "  --tokenizer PATH    tokenizer to use instead of the model's\n"
-        "  --out FILE          output file (written to FILE.tmp, then renamed)\n"
+        "  --out FILE          output file (written to FILE.tmp.<pid>, then renamed)\n"
         "  --corpus DIR        UTF-8 text tree (default " DEFAULT_CORPUS ", translations/ skipped)\n"
         "  --templates FILE    task templates (default " HUBKV_DATA_DIR "/templates.json)\n"
         "  --count N           contexts (default 64)\n"

@@ -3,8 +3,10 @@
  * final rename, so readers see the whole file or none of it. */
 #include "profile_out.h"
 
+#include "h5check.h"
 #include "solve.h"
 
+#include <errno.h>
 #include <hdf5.h>
 #include <stdio.h>
 #include <string.h>
@@ -39,8 +41,27 @@ static hkm_status add_adakv(const char *tmp, int32_t L, int32_t H, const float *
     if (ds >= 0) H5Dclose(ds);
     if (lcpl >= 0) H5Pclose(lcpl);
     if (sp >= 0) H5Sclose(sp);
+    errno = 0; // closing flushes the data: a full disk shows here
     if (H5Fclose(f) < 0) ok = 0;
-    return ok ? HKM_OK : hkm_fail(err, HKM_ERR_IO, "%s: writing %s failed", tmp, HKS_DS_ADAKV);
+    int e = errno;
+    return ok ? HKM_OK : hkm_fail(err, HKM_ERR_IO, "%s: writing %s failed%s%s", tmp, HKS_DS_ADAKV,
+                                  e ? ": " : "", e ? strerror(e) : "");
+}
+
+/* The libhubkv writer's status as the engine's: its I/O, memory and format
+ * failures keep their kind; bad data from the solver is an argument error. */
+static hkm_status from_hubkv(hubkv_status hs) {
+    switch (hs) {
+    case HUBKV_OK: return HKM_OK;
+    case HUBKV_ERR_INVALID_ARG:
+    case HUBKV_ERR_RANGE: return HKM_ERR_ARG;
+    case HUBKV_ERR_FORMAT:
+    case HUBKV_ERR_VERSION:
+    case HUBKV_ERR_FINGERPRINT: return HKM_ERR_FORMAT;
+    case HUBKV_ERR_NOMEM: return HKM_ERR_NOMEM;
+    case HUBKV_ERR_UNSUPPORTED: return HKM_ERR_UNSUPPORTED;
+    default: return HKM_ERR_IO;
+    }
 }
 
 hkm_status hks_profile_save(const char *path, const hubkv_profile_data *d, const float *adakv, hkm_err *err) {
@@ -48,10 +69,9 @@ hkm_status hks_profile_save(const char *path, const hubkv_profile_data *d, const
     snprintf(tmp, sizeof tmp, "%s.solve.%ld", path, (long)getpid());
     hubkv_status hs = hubkv_profile_write(tmp, d, msg, sizeof msg);
     if (hs != HUBKV_OK)
-        return hkm_fail(err, HKM_ERR_ARG, "%s: hubkv_profile_write: %s (%s)", path, msg, hubkv_status_str(hs));
+        return hkm_fail(err, from_hubkv(hs), "%s: hubkv_profile_write: %s (%s)", path, msg, hubkv_status_str(hs));
     hkm_status st = adakv ? add_adakv(tmp, d->model.n_layers, d->model.n_kv_heads, adakv, err) : HKM_OK;
-    if (st == HKM_OK && rename(tmp, path))
-        st = hkm_fail(err, HKM_ERR_IO, "rename %s -> %s failed", tmp, path);
+    if (st == HKM_OK) st = hkp_rename(tmp, path, err); // fsync, rename, fsync the directory
     if (st != HKM_OK) unlink(tmp);
     return st;
 }

@@ -29,8 +29,10 @@ static FILE *open_tmp(const char *path, char *tmp, size_t cap, hkm_err *err) {
 static hkm_status close_tmp(FILE *f, const char *tmp, const char *path, hkm_err *err) {
     int bad = ferror(f);
     if (fclose(f) || bad || rename(tmp, path)) {
+        int e = errno; // unlink may change errno
         unlink(tmp);
-        return hkm_fail(err, HKM_ERR_IO, "%s: write or rename failed: %s", path, strerror(errno));
+        return hkm_fail(err, HKM_ERR_IO, "%s: write or rename failed: %s", path,
+                        e ? strerror(e) : "write error");
     }
     return HKM_OK;
 }

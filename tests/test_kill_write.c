@@ -387,6 +387,8 @@ static void disk_full(int w, const char *dir, int overwrite) {
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 3, "%s: disk full: expected an error return, got status %d",
           WRITERS[w].name, status);
     CHECK(strstr(got_msg, dest) != NULL, "%s: disk full: message does not name %s: '%s'", WRITERS[w].name, dest, got_msg);
+    CHECK(strstr(got_msg, strerror(EFBIG)) != NULL, "%s: disk full: message does not give the cause '%s': '%s'",
+          WRITERS[w].name, strerror(EFBIG), got_msg);
     char *got = NULL;
     size_t got_len = 0;
     int have = read_all(dest, &got, &got_len) == 0;
@@ -403,6 +405,26 @@ static void disk_full(int w, const char *dir, int overwrite) {
     clear_dir(dir);
 }
 
+/* ---------------------------------------------------------------- statuses */
+
+/* hubkv-solve's writer keeps the kind of libhubkv's failure: I/O stays
+ * HKM_ERR_IO, bad data is HKM_ERR_ARG. */
+static void solve_statuses(const char *dir) {
+    profile_in p;
+    CHECK(!profile_make(&p, 16), "out of memory");
+    hkm_err err = {0};
+    char dest[600];
+    snprintf(dest, sizeof dest, "%s/no-such-dir/out.h5", dir);
+    hkm_status st = hks_profile_save(dest, &p.d, p.adakv, &err);
+    CHECK(st == HKM_ERR_IO && strstr(err.msg, dest), "missing directory: status %d, message '%s'", st, err.msg);
+    snprintf(dest, sizeof dest, "%s/out.h5", dir);
+    p.loss[3] = 0.0f / 0.0f;
+    st = hks_profile_save(dest, &p.d, p.adakv, &err);
+    CHECK(st == HKM_ERR_ARG && strstr(err.msg, dest), "NaN loss: status %d, message '%s'", st, err.msg);
+    free(p.gate_w);
+    clear_dir(dir);
+}
+
 int main(void) {
     const char *base = getenv("TMPDIR");
     snprintf(g_root, sizeof g_root, "%s/hubkv-kill-XXXXXX", base && *base ? base : "/tmp");
@@ -415,6 +437,7 @@ int main(void) {
         disk_full((int)w, g_root, 0);
         disk_full((int)w, g_root, 1);
     }
+    solve_statuses(g_root);
     clear_dir(g_root);
     rmdir(g_root);
     return test_summary("test_kill_write");

@@ -6,8 +6,11 @@
 #include "synth_tasks.h"
 #include "test_util.h"
 
+#include <dirent.h>
+#include <hdf5.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static cJSON *load_json(const char *path) {
@@ -123,6 +126,80 @@ static void check_task(const hkp_synth *s, int task) {
     gsl_rng_free(r2);
 }
 
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Replaces dataset `name` of a calibration set with an int32 one of extent
+ * dims whose data is never written (chunked + deflate, or contiguous). */
+static void redeclare(const char *path, const char *name, int rank, const hsize_t *dims, int chunked) {
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t sp = H5Screate_simple(rank, dims, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    hsize_t chunk[2] = {1024, 2};
+    if (chunked) H5Pset_chunk(dcpl, rank, chunk), H5Pset_deflate(dcpl, 4);
+    CHECK(f >= 0 && H5Ldelete(f, name, H5P_DEFAULT) >= 0, "%s: cannot replace %s", path, name);
+    hid_t ds = H5Dcreate2(f, name, H5T_NATIVE_INT32, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    CHECK(ds >= 0, "%s: cannot create %s", path, name);
+    H5Dclose(ds);
+    H5Pclose(dcpl);
+    H5Sclose(sp);
+    H5Fclose(f);
+}
+
+/* Extents the file declares but does not store are refused before any
+ * allocation (a 7 KB file once made the reader calloc 8 GiB). */
+static void check_declared_extents(const char *dir, hkp_calib *c) {
+    struct {
+        const char *name;
+        int rank, chunked;
+        hsize_t dims[2];
+    } cases[] = {{"tokens", 1, 1, {1ull << 31}}, {"tokens", 1, 0, {9}}, {"segs", 1, 1, {1ull << 30}},
+                 {"kvzip_prompt", 1, 1, {1ull << 33}}, {"spans", 2, 1, {1ull << 30, 2}},
+                 {"offsets", 1, 0, {1ull << 28}}};
+    char path[600], cbuf[1024];
+    hkm_err err;
+    hkp_calib r;
+    snprintf(path, sizeof path, "%s/extent.h5", dir);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        CHECK(hkp_calib_write(c, path, &err) == HKM_OK, "%s", err.msg);
+        redeclare(path, cases[i].name, cases[i].rank, cases[i].dims, cases[i].chunked);
+        double t0 = now_s();
+        hkm_status st = hkp_calib_read(path, &r, &err);
+        CHECK(st == HKM_ERR_FORMAT && strstr(err.msg, path) && strstr(err.msg, cases[i].name) &&
+                  strstr(err.msg, "expected at most"),
+              "%s declaring %llu entries: status %d, message '%s'", cases[i].name,
+              (unsigned long long)cases[i].dims[0], st, err.msg);
+        CHECK(now_s() - t0 < 1.0, "%s: refusal took %.2f s", cases[i].name, now_s() - t0);
+        CHECK(!r.tokens && !r.offsets && !r.spans, "%s: arrays left set after a failure", cases[i].name);
+    }
+    hsize_t wide[2] = {1, 3};
+    CHECK(hkp_calib_write(c, path, &err) == HKM_OK, "%s", err.msg);
+    redeclare(path, "spans", 2, wide, 0);
+    CHECK(hkp_calib_read(path, &r, &err) != HKM_OK && strstr(err.msg, "spans") && strstr(err.msg, path),
+          "spans of width 3: '%s'", err.msg);
+    // the fuzzer's reproducer: 2^31 tokens declared in a 7 KB file
+    const char *repro = test_data("fuzz-regressions/fuzz_calib/tokens-dims-8GiB-calloc.h5", cbuf, sizeof cbuf);
+    double t0 = now_s();
+    CHECK(hkp_calib_read(repro, &r, &err) == HKM_ERR_FORMAT && strstr(err.msg, repro) &&
+              strstr(err.msg, "declares") && strstr(err.msg, "expected at most"),
+          "8 GiB reproducer: '%s'", err.msg);
+    CHECK(now_s() - t0 < 1.0, "8 GiB reproducer: refusal took %.2f s", now_s() - t0);
+    unlink(path);
+}
+
+/* The writer leaves only the destination (its temporary carries the pid and
+ * is renamed away). */
+static void check_no_temp(const char *dir) {
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        CHECK(!strstr(e->d_name, ".tmp"), "temporary %s/%s left behind", dir, e->d_name);
+    if (d) closedir(d);
+}
+
 static void check_file(const char *dir) {
     int32_t tokens[] = {5, 6, 7, 8, 9, 10, 11, 12, 13};
     int64_t off[] = {0, 5, 9}, so[] = {0, 2, 3}, spo[] = {0, 1, 1};
@@ -141,6 +218,8 @@ static void check_file(const char *dir) {
     CHECK(r.n == 2 && !memcmp(r.tokens, tokens, sizeof tokens) && r.spans[0] == 1 && r.spans[1] == 2 &&
           r.future_start[1] == 2 && r.split[1] == 1 && r.seed == 9 && r.n_kvzip == 2, "round trip differs");
     hkp_calib_free(&r);
+    check_no_temp(dir);
+    check_declared_extents(dir, &c);
     fs[0] = 5; // future_start + future_len no longer sums to the length
     CHECK(hkp_calib_write(&c, path, &err) == HKM_OK, "%s", err.msg);
     CHECK(hkp_calib_read(path, &r, &err) != HKM_OK && strstr(err.msg, "future_start") && strstr(err.msg, path),

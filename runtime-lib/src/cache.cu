@@ -54,8 +54,14 @@ static hubkv_status layer_alloc(hubkv_cache *c, cache_layer *l, const int32_t *h
     if (e != cudaSuccess) {
         layer_free(l);
         cudaGetLastError();
-        return hkv_fail(c->err, sizeof c->err, HUBKV_ERR_NOMEM, "CUDA error at %s:%d: cudaMalloc of %lld rows x %d: %s",
-                        __FILE__, __LINE__, (long long)rows, c->d, cudaGetErrorString(e));
+        size_t free_b = 0, total_b = 0, need = 2 * n * rb + n * sizeof(int32_t) + (2 * (size_t)H + 1) * sizeof(int32_t);
+        cudaMemGetInfo(&free_b, &total_b); // after layer_free: what this layer could have had
+        cudaGetLastError();
+        return hkv_fail(c->err, sizeof c->err, HUBKV_ERR_NOMEM,
+                        "CUDA error at %s:%d: cudaMalloc of %lld rows x %d for a cache layer (K, V, offsets, "
+                        "positions: %zu bytes, %.2f GiB) failed (%s); %zu bytes (%.2f GiB) of %zu free",
+                        __FILE__, __LINE__, (long long)rows, c->d, need, need / 1073741824.0,
+                        cudaGetErrorString(e), free_b, free_b / 1073741824.0, total_b);
     }
     cudaStream_t s = c->g->stream;
     e = cudaMemcpyAsync(l->off, l->h_off, ((size_t)H + 1) * sizeof(int32_t), cudaMemcpyHostToDevice, s);

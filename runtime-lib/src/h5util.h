@@ -6,16 +6,22 @@
 
 #include "hubkv_internal.h"
 
+#include <errno.h>
 #include <hdf5.h>
+#include <string.h>
 
-/* Evaluates an HDF5 call once; on a negative result records file:line and the
- * statement into (err, cap), sets st = HUBKV_ERR_IO and jumps to `done`.
+/* Evaluates an HDF5 call once; on a negative result records file:line, the
+ * statement and strerror(errno) if the call set errno (EFBIG, ENOSPC) into
+ * (err, cap), sets st = HUBKV_ERR_IO and jumps to `done`.
  * Requires locals: hubkv_status st; char *err; size_t cap; const char *path. */
 #define H5CK(call)                                                                 \
     do {                                                                           \
+        errno = 0;                                                                 \
         if ((call) < 0) {                                                          \
-            st = hkv_fail(err, cap, HUBKV_ERR_IO, "%s: HDF5 call failed at %s:%d: %s", \
-                          path, __FILE__, __LINE__, #call);                        \
+            int e_ = errno;                                                        \
+            st = hkv_fail(err, cap, HUBKV_ERR_IO, "%s: HDF5 call failed at %s:%d: %s%s%s", \
+                          path, __FILE__, __LINE__, #call, e_ ? ": " : "",         \
+                          e_ ? strerror(e_) : "");                                 \
             goto done;                                                             \
         }                                                                          \
     } while (0)

@@ -2,6 +2,8 @@
  * onto <path> so no reader ever sees a partial profile. */
 #include "h5util.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -140,6 +142,32 @@ done:
     return st;
 }
 
+/* fsync of an existing file or directory (O_RDONLY is enough on Linux). */
+static int sync_path(const char *p, int flags) {
+    int fd = open(p, O_RDONLY | flags);
+    if (fd < 0) return -1;
+    int r = fsync(fd), e = errno;
+    close(fd);
+    errno = e;
+    return r;
+}
+
+/* fsync tmp, rename it onto path, fsync the directory: after a power loss
+ * path holds the old or the new profile, never a torn one. */
+static hubkv_status commit(const char *tmp, const char *path, char *err, size_t cap) {
+    if (sync_path(tmp, 0) != 0)
+        return hkv_fail(err, cap, HUBKV_ERR_IO, "%s: fsync of %s failed: %s", path, tmp, strerror(errno));
+    if (rename(tmp, path) != 0)
+        return hkv_fail(err, cap, HUBKV_ERR_IO, "%s: rename from %s failed: %s", path, tmp, strerror(errno));
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) + 1 : 1, slash ? path : ".");
+    if (sync_path(dir, O_DIRECTORY) != 0)
+        return hkv_fail(err, cap, HUBKV_ERR_IO, "%s: fsync of directory %s after the rename failed: %s", path,
+                        dir, strerror(errno));
+    return HUBKV_OK;
+}
+
 hubkv_status hubkv_profile_write(const char *path, const hubkv_profile_data *d, char *err, size_t cap) {
     if (!path || !d) return hkv_fail(err, cap, HUBKV_ERR_INVALID_ARG, "profile_write: path and data must be non-NULL");
     hubkv_status st = hkv_validate_data(d, path, err, cap);
@@ -152,20 +180,26 @@ hubkv_status hubkv_profile_write(const char *path, const hubkv_profile_data *d, 
     void *edata;
     H5Eget_auto2(H5E_DEFAULT, &efn, &edata);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* we report errors ourselves */
+    errno = 0;
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (f < 0) {
-        st = hkv_fail(err, cap, HUBKV_ERR_IO, "%s: cannot create temporary file %s", path, tmp);
+        int e = errno;
+        st = hkv_fail(err, cap, HUBKV_ERR_IO, "%s: cannot create temporary file %s%s%s", path, tmp, e ? ": " : "",
+                      e ? strerror(e) : "");
         goto done;
     }
     HKV_TRY(write_root_attrs(f, d, path, err, cap));
     HKV_TRY(write_datasets(f, d, path, err, cap));
 done:
-    if (f >= 0 && H5Fclose(f) < 0 && st == HUBKV_OK)
-        st = hkv_fail(err, cap, HUBKV_ERR_IO, "%s: H5Fclose of %s failed", path, tmp);
+    errno = 0;
+    if (f >= 0 && H5Fclose(f) < 0 && st == HUBKV_OK) {
+        int e = errno; // closing flushes cached data: a full disk shows here
+        st = hkv_fail(err, cap, HUBKV_ERR_IO, "%s: H5Fclose of %s failed%s%s", path, tmp, e ? ": " : "",
+                      e ? strerror(e) : "");
+    }
     H5Eset_auto2(H5E_DEFAULT, efn, edata);
     hkv_h5_unlock();
-    if (st == HUBKV_OK && rename(tmp, path) != 0)
-        st = hkv_fail(err, cap, HUBKV_ERR_IO, "%s: rename from %s failed", path, tmp);
+    if (st == HUBKV_OK) st = commit(tmp, path, err, cap);
     if (st != HUBKV_OK) remove(tmp);
     return st;
 }
