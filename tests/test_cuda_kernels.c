@@ -282,6 +282,46 @@ static void test_attention(int H, int KV, int hd, int n, int len0, int len1, int
     free(ref), free(got), free(lr), free(lg), free(c.q), free(c.k), free(c.v);
 }
 
+/* With HKG_ATTN_BENCH set: prefill attention time and TFLOP/s (causal:
+ * 2 n^2 H hd) for the Llama-3.2-1B head shape, no cache. Not a check. */
+static void bench_prefill(int n) {
+    int H = 32, KV = 8, hd = 64;
+    size_t nq = (size_t)H * n * hd, nkv = (size_t)KV * n * hd;
+    hkg_bf16 *q, *k, *v, *o;
+    float *lse;
+    int32_t off[8], len[8] = {0}, *doff, *dlen;
+    for (int i = 0; i < KV; i++) off[i] = i * n;
+    CU(cudaMalloc((void **)&q, nq * 2));
+    CU(cudaMalloc((void **)&k, nkv * 2));
+    CU(cudaMalloc((void **)&v, nkv * 2));
+    CU(cudaMalloc((void **)&o, nq * 2));
+    CU(cudaMalloc((void **)&lse, (size_t)H * n * 4));
+    CU(cudaMalloc((void **)&doff, 32));
+    CU(cudaMalloc((void **)&dlen, 32));
+    CU(cudaMemset(q, 0x3c, nq * 2));
+    CU(cudaMemset(k, 0x3b, nkv * 2));
+    CU(cudaMemset(v, 0x3c, nkv * 2));
+    CU(cudaMemcpy(doff, off, 32, cudaMemcpyHostToDevice));
+    CU(cudaMemcpy(dlen, len, 32, cudaMemcpyHostToDevice));
+    hkg_attn_args a = {q, k, v, doff, dlen, n, H, KV, hd, 0.125f};
+    cudaEvent_t e0, e1;
+    CU(cudaEventCreate(&e0));
+    CU(cudaEventCreate(&e1));
+    CU(hkg_attn_prefill(&a, o, lse, 0));
+    int reps = 10;
+    CU(cudaEventRecord(e0, 0));
+    for (int r = 0; r < reps; r++) CU(hkg_attn_prefill(&a, o, lse, 0));
+    CU(cudaEventRecord(e1, 0));
+    CU(cudaEventSynchronize(e1));
+    float ms;
+    CU(cudaEventElapsedTime(&ms, e0, e1));
+    ms /= reps;
+    printf("bench prefill attention H=32 KV=8 hd=64 n=%d: %.3f ms, %.1f TFLOP/s\n", n, ms,
+           2.0 * n * n * H * hd / (ms * 1e-3) / 1e12);
+    cudaFree(q), cudaFree(k), cudaFree(v), cudaFree(o), cudaFree(lse), cudaFree(doff), cudaFree(dlen);
+    cudaEventDestroy(e0), cudaEventDestroy(e1);
+}
+
 /* ---------------------------------------------------------------- layouts */
 
 static void test_scatter_gather(void) {
@@ -419,10 +459,13 @@ int main(void) {
     test_attention(4, 2, 128, 130, 0, 70, 0); /* hd 128, tiles off the diagonal */
     test_attention(4, 2, 16, 40, 3, 9, 0);    /* hd 16 (tiny checkpoints), padded */
     test_attention(2, 1, 256, 70, 33, 0, 0);  /* hd 256, narrow key tiles */
+    test_attention(8, 2, 64, 1100, 37, 300, 0); /* long chunk: 32 rows per warp */
+    test_attention(4, 1, 32, 1030, 64, 0, 0); /* long chunk, hd 32 */
     test_attention(8, 2, 64, 1, 300, 5000, 1);/* decode, split over keys */
     test_attention(4, 2, 128, 1, 0, 17, 1);   /* decode, first token of a head */
     test_attention(16, 2, 128, 1, 1000, 2000, 1); /* decode, 8 query heads per KV head */
     test_attention(9, 1, 64, 1, 700, 0, 1);   /* decode, 9 heads per KV head: two groups */
     test_attention(4, 4, 16, 1, 7, 300, 1);   /* decode, hd 16 */
+    if (getenv("HKG_ATTN_BENCH")) bench_prefill(8192), bench_prefill(32768);
     return test_summary("test_cuda_kernels");
 }

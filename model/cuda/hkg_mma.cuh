@@ -46,6 +46,13 @@ static __device__ __forceinline__ void mma_bf16(float c[4], const unsigned a[4],
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+/* 2^x in one MUFU op (exp2f adds denormal handling); 2^-inf = 0. */
+static __device__ __forceinline__ float fast_exp2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+
 static __device__ __forceinline__ unsigned pack_bf16(float lo, float hi) {
     __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
     return *reinterpret_cast<unsigned *>(&v);
@@ -59,11 +66,20 @@ static __device__ __forceinline__ unsigned pack_bf16(float lo, float hi) {
 template <int HD, int ROWS>
 static __device__ __forceinline__ void load_tile(bf16 *dst, const hkg_bf16 *src, int valid,
                                                  int hd, const hkg_bf16 *safe) {
-    constexpr int LD = HD + 8, CH = HD / 8;
-    for (int e = threadIdx.x; e < ROWS * CH; e += FA_THREADS) {
-        const int r = e / CH, c = e - r * CH;
-        const bool ok = r < valid && c * 8 < hd;
-        cp_async16(dst + r * LD + c * 8, ok ? src + (size_t)r * hd + c * 8 : safe, ok);
+    /* each thread owns one 16-byte column chunk c and every RSTEP-th row:
+     * a fixed, fully unrolled trip count (a strided loop over threadIdx.x
+     * compiled to ~60 instructions per chunk) */
+    constexpr int LD = HD + 8, CH = HD / 8, RSTEP = FA_THREADS / CH;
+    static_assert(FA_THREADS % CH == 0, "chunks per row must divide the block");
+    const int c = threadIdx.x % CH, r0 = threadIdx.x / CH;
+    const bool cok = c * 8 < hd;
+#pragma unroll
+    for (int i = 0; i < (ROWS + RSTEP - 1) / RSTEP; i++) {
+        const int r = r0 + i * RSTEP;
+        if (ROWS % RSTEP == 0 || r < ROWS) {
+            const bool ok = cok && r < valid;
+            cp_async16(dst + r * LD + c * 8, ok ? src + (size_t)r * hd + c * 8 : safe, ok);
+        }
     }
 }
 
