@@ -4,6 +4,8 @@
 
 #include "hubkv_model.h"
 
+#include <stdint.h>
+
 typedef struct {
     int n;          /* context tokens */
     int sink;       /* first tokens always kept (4) */
@@ -11,12 +13,15 @@ typedef struct {
     int grid;       /* G: keep fractions b_k = k / (G - 1), k = 0..G-1 */
 } hkp_curve_params;
 
-/* Scratch for one head (n entries). */
+/* Scratch for one head (n entries); one per thread when heads run in
+ * parallel. */
+enum { HKP_RADIX_BITS = 11, HKP_RADIX_PASSES = 3 }; /* 3 x 11 bits: a 32-bit key */
 typedef struct {
     int cap;
-    int *idx;
-    double *tail;
-    float *tmp;
+    uint32_t *key, *key2; /* radix-sort keys and their double buffer */
+    float *val, *val2;    /* payload (oracle mass, or the shifted score) */
+    double *tail;         /* (cap + 1) suffix sums */
+    uint32_t *hist;       /* (HKP_RADIX_PASSES, 2^HKP_RADIX_BITS) digit counts */
 } hkp_curve_ws;
 
 hkm_status hkp_curve_ws_init(hkp_curve_ws *w, int cap, hkm_err *err);

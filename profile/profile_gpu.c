@@ -14,8 +14,6 @@ struct hkp_gpu {
     hkm_gpu_model *g;
     hkm_gpu_cache *c;
     int L, KV, hd;
-    int32_t *keep; /* (capacity) 0..capacity-1 */
-    float *kbuf, *vbuf; /* (capacity, head_dim) a head read back */
 };
 
 int hkp_gpu_usable(hkm_err *err) { return hkm_gpu_available(err); }
@@ -30,13 +28,6 @@ hkm_status hkp_gpu_open(const hkm_model *m, int chunk, int capacity, hkp_gpu **o
     g->hd = cfg->head_dim;
     hkm_status st = hkm_gpu_model_upload(m, chunk, &g->g, err);
     if (st == HKM_OK) st = hkm_gpu_cache_create(g->g, capacity, &g->c, err);
-    if (st == HKM_OK) {
-        g->keep = malloc((size_t)capacity * sizeof *g->keep);
-        g->kbuf = malloc((size_t)capacity * g->hd * sizeof(float));
-        g->vbuf = malloc((size_t)capacity * g->hd * sizeof(float));
-        if (!g->keep || !g->kbuf || !g->vbuf) st = hkm_fail(err, HKM_ERR_NOMEM, "hkp_gpu_open: out of memory");
-        else for (int i = 0; i < capacity; i++) g->keep[i] = i;
-    }
     if (st != HKM_OK) { hkp_gpu_free(g); return st; }
     *out = g;
     return HKM_OK;
@@ -46,7 +37,6 @@ void hkp_gpu_free(hkp_gpu *g) {
     if (!g) return;
     hkm_gpu_cache_free(g->c);
     hkm_gpu_model_free(g->g);
-    free(g->keep); free(g->kbuf); free(g->vbuf);
     free(g);
 }
 
@@ -72,27 +62,17 @@ hkm_status hkp_gpu_forward(hkp_gpu *g, const int32_t *ids, int n, hkp_stats_fn f
     return hkm_gpu_forward(g->g, g->c, ids, n, HKM_LOGITS_NONE, NULL, fn ? &cap : NULL, err);
 }
 
-hkm_status hkp_gpu_truncate(hkp_gpu *g, int n_keep, hkm_err *err) {
-    for (int l = 0; l < g->L; l++)
-        for (int h = 0; h < g->KV; h++) {
-            if (hkm_gpu_cache_len(g->c, l, h) < n_keep)
-                return hkm_fail(err, HKM_ERR_ARG, "hkp_gpu_truncate: layer %d head %d holds %d "
-                                "entries: expected >= %d", l, h, hkm_gpu_cache_len(g->c, l, h), n_keep);
-            HKM_TRY(hkm_gpu_cache_keep(g->c, l, h, g->keep, n_keep, err));
-        }
-    return HKM_OK;
+hkm_status hkp_gpu_rewind(hkp_gpu *g, int n_pos, hkm_err *err) {
+    return hkm_gpu_cache_rewind(g->c, n_pos, err);
 }
 
 hkm_status hkp_gpu_read_head(hkp_gpu *g, int layer, int kv_head, int n, float *k, float *v,
                              hkm_err *err) {
     int len = hkm_gpu_cache_len(g->c, layer, kv_head);
-    if (len < n)
+    if (len != n) // the read copies all len entries: the buffers hold n
         return hkm_fail(err, HKM_ERR_ARG, "hkp_gpu_read_head: layer %d head %d holds %d entries: "
-                        "expected >= %d", layer, kv_head, len, n);
-    HKM_TRY(hkm_gpu_cache_read(g->c, layer, kv_head, g->kbuf, g->vbuf, err));
-    memcpy(k, g->kbuf, (size_t)n * g->hd * sizeof(float));
-    memcpy(v, g->vbuf, (size_t)n * g->hd * sizeof(float));
-    return HKM_OK;
+                        "expected %d", layer, kv_head, len, n);
+    return hkm_gpu_cache_read(g->c, layer, kv_head, k, v, err);
 }
 
 #else /* built without CUDA */
@@ -111,7 +91,7 @@ void hkp_gpu_free(hkp_gpu *g) { (void)g; }
 void hkp_gpu_reset(hkp_gpu *g) { (void)g; }
 hkm_status hkp_gpu_forward(hkp_gpu *g, const int32_t *ids, int n, hkp_stats_fn fn, void *user,
                            hkm_err *err) { return no_cuda(err); }
-hkm_status hkp_gpu_truncate(hkp_gpu *g, int n_keep, hkm_err *err) { return no_cuda(err); }
+hkm_status hkp_gpu_rewind(hkp_gpu *g, int n_pos, hkm_err *err) { return no_cuda(err); }
 hkm_status hkp_gpu_read_head(hkp_gpu *g, int layer, int kv_head, int n, float *k, float *v,
                              hkm_err *err) { return no_cuda(err); }
 #endif

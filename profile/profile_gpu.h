@@ -26,11 +26,13 @@ void hkp_gpu_reset(hkp_gpu *g);
 hkm_status hkp_gpu_forward(hkp_gpu *g, const int32_t *ids, int n, hkp_stats_fn fn, void *user,
                            hkm_err *err);
 
-/* Keeps the first n_keep entries of every head. The cache API has no rewind:
- * positions continue where they were (docs/stats-format.md: KVzip on the GPU). */
-hkm_status hkp_gpu_truncate(hkp_gpu *g, int n_keep, hkm_err *err);
+/* Forgets every entry at position >= n_pos and continues at n_pos (as
+ * hkm_kvcache_rewind does on the CPU). */
+hkm_status hkp_gpu_rewind(hkp_gpu *g, int n_pos, hkm_err *err);
 
-/* One head's first n entries as fp32: k, v (n, head_dim). */
+/* One head's entries as fp32 into k, v (n, head_dim); the head must hold
+ * exactly n. Safe to call for distinct heads from several threads (no shared
+ * host buffer; the copies are synchronous). */
 hkm_status hkp_gpu_read_head(hkp_gpu *g, int layer, int kv_head, int n, float *k, float *v,
                              hkm_err *err);
 

@@ -8,6 +8,7 @@
 
 #include "hkm_internal.h"
 
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -26,15 +27,18 @@ hkm_status hkp_runner_init(hkp_runner *r, const hkm_model *m, int max_ctx, int m
     r->cap_tokens = max_ctx;
     if (r->chunk <= 0) r->chunk = r->use_gpu ? 1024 : 256;
     r->cp.grid = grid;
+    r->n_threads = omp_get_max_threads();
     if (r->use_gpu) {
+        size_t head = (size_t)max_ctx * cfg->head_dim;
         HKM_TRY(hkp_gpu_open(m, r->chunk, max_ctx + after + 1, &r->gpu, err));
-        HKM_ALLOC(r->kbuf, (size_t)max_ctx * cfg->head_dim, err);
-        HKM_ALLOC(r->vbuf, (size_t)max_ctx * cfg->head_dim, err);
+        HKM_ALLOC(r->kbuf, r->n_threads * head, err);
+        HKM_ALLOC(r->vbuf, r->n_threads * head, err);
     } else {
         HKM_TRY(hkm_kvcache_create(cfg, max_ctx + after + 1, &r->cache, err));
     }
     HKM_TRY(hkp_scores_init(&r->sc, cfg, max_ctx, err));
-    HKM_TRY(hkp_curve_ws_init(&r->ws, max_ctx, err));
+    HKM_ALLOC(r->ws, r->n_threads, err);
+    for (int t = 0; t < r->n_threads; t++) HKM_TRY(hkp_curve_ws_init(&r->ws[t], max_ctx, err));
     size_t heads = (size_t)cfg->n_layers * cfg->n_kv_heads;
     HKM_ALLOC(r->cur, (size_t)HKP_SC_COUNT * heads * grid, err);
     HKM_ALLOC(r->orc, heads * grid, err);
@@ -49,7 +53,8 @@ void hkp_runner_free(hkp_runner *r) {
     hkp_gpu_free(r->gpu);
     free(r->kbuf); free(r->vbuf);
     hkp_scores_free(&r->sc);
-    hkp_curve_ws_free(&r->ws);
+    for (int t = 0; r->ws && t < r->n_threads; t++) hkp_curve_ws_free(&r->ws[t]);
+    free(r->ws);
     free(r->cur); free(r->orc); free(r->ent); free(r->top);
     memset(r, 0, sizeof *r);
 }
@@ -106,20 +111,42 @@ hkm_status hkp_run_plain(hkp_runner *r, const int32_t *ids, int n, hkm_err *err)
     return run_pass(r, -1, ids, n, -1, err);
 }
 
-/* Back to the context only; then the scores that read its K/V. */
+/* Per-head scores on the GPU path: each thread reads its heads' K/V back into
+ * its own buffers (the bf16 -> fp32 conversion runs in parallel too). Every
+ * head runs; the error reported is the lowest failing head's. */
+static hkm_status finish_gpu(hkp_runner *r, int n_ctx, hkm_err *err) {
+    int heads = r->sc.L * r->sc.KV, bad = heads, hd = hkm_model_config(r->m)->head_dim;
+    hkm_status st = HKM_OK;
+#pragma omp parallel for schedule(static) num_threads(r->n_threads) if (!r->sp.oracle_wo)
+    for (int hi = 0; hi < heads; hi++) {
+        size_t off = (size_t)omp_get_thread_num() * r->cap_tokens * hd;
+        int l = hi / r->sc.KV, h = hi % r->sc.KV;
+        hkm_err e;
+        hkm_status s = hkp_gpu_read_head(r->gpu, l, h, n_ctx, r->kbuf + off, r->vbuf + off, &e);
+        if (s == HKM_OK) {
+            hkp_scores_finish_head(&r->sc, &r->sp, r->m, r->kbuf + off, r->vbuf + off, l, h);
+            continue;
+        }
+#pragma omp critical(hkp_finish_err)
+        if (hi < bad) {
+            bad = hi;
+            st = s;
+            *err = e;
+        }
+    }
+    return st;
+}
+
+/* Back to the context only (positions too, so KVzip's reconstruction sits
+ * right after it); then the scores that read its K/V. */
 static hkm_status rewind_and_finish(hkp_runner *r, int n_ctx, hkm_err *err) {
     if (!r->gpu) {
         HKM_TRY(hkm_kvcache_rewind(r->cache, n_ctx, err));
         hkp_scores_finish(&r->sc, &r->sp, r->m, r->cache);
         return HKM_OK;
     }
-    HKM_TRY(hkp_gpu_truncate(r->gpu, n_ctx, err));
-    for (int l = 0; l < r->sc.L; l++)
-        for (int h = 0; h < r->sc.KV; h++) {
-            HKM_TRY(hkp_gpu_read_head(r->gpu, l, h, n_ctx, r->kbuf, r->vbuf, err));
-            hkp_scores_finish_head(&r->sc, &r->sp, r->m, r->kbuf, r->vbuf, l, h);
-        }
-    return HKM_OK;
+    HKM_TRY(hkp_gpu_rewind(r->gpu, n_ctx, err));
+    return finish_gpu(r, n_ctx, err);
 }
 
 hkm_status hkp_run_scores(hkp_runner *r, const int32_t *ids, int n_ctx, int n_fut,
@@ -141,27 +168,38 @@ hkm_status hkp_run_scores(hkp_runner *r, const int32_t *ids, int n_ctx, int n_fu
     return HKM_OK;
 }
 
+/* One (head, scorer) task: k == HKP_SC_COUNT is the oracle's own ranking. */
+static void curve_task(hkp_runner *r, hkp_curve_ws *w, size_t h, int k) {
+    const hkp_scores *s = &r->sc;
+    int n = s->n, G = r->cp.grid;
+    size_t heads = (size_t)s->L * s->KV;
+    const float *orc = s->oracle + h * n;
+    double *ent = &r->ent[k * heads + h], *top = &r->top[k * heads + h];
+    if (k == HKP_SC_ORACLE) {
+        hkp_loss_curve(&r->cp, orc, orc, w, r->orc + h * G);
+        hkp_selectivity(orc, n, w, ent, top);
+        return;
+    }
+    double *cur = r->cur + ((size_t)k * heads + h) * G;
+    if (k == HKP_SC_KVZIP && !r->kvzip) {
+        memset(cur, 0, (size_t)G * sizeof *cur);
+        *ent = *top = 0;
+        return;
+    }
+    hkp_loss_curve(&r->cp, s->score[k] + h * n, orc, w, cur);
+    hkp_selectivity(s->score[k] + h * n, n, w, ent, top);
+}
+
 void hkp_run_accumulate(hkp_runner *r, hkp_stats *st) {
     const hkp_scores *s = &r->sc;
     double t0 = now_s();
-    int n = s->n, G = r->cp.grid;
-    size_t heads = (size_t)s->L * s->KV;
-    r->cp.n = n;
-    for (size_t h = 0; h < heads; h++) {
-        const float *orc = s->oracle + h * n;
-        hkp_loss_curve(&r->cp, orc, orc, &r->ws, r->orc + h * G);
-        hkp_selectivity(orc, n, &r->ws, &r->ent[HKP_SC_ORACLE * heads + h], &r->top[HKP_SC_ORACLE * heads + h]);
-        for (int k = 0; k < HKP_SC_COUNT; k++) {
-            double *cur = r->cur + ((size_t)k * heads + h) * G;
-            if (k == HKP_SC_KVZIP && !r->kvzip) {
-                memset(cur, 0, (size_t)G * sizeof *cur);
-                r->ent[k * heads + h] = r->top[k * heads + h] = 0;
-                continue;
-            }
-            hkp_loss_curve(&r->cp, s->score[k] + h * n, orc, &r->ws, cur);
-            hkp_selectivity(s->score[k] + h * n, n, &r->ws, &r->ent[k * heads + h], &r->top[k * heads + h]);
-        }
-    }
-    hkp_stats_add(st, n, r->cur, r->orc, r->ent, r->top);
+    long heads = (long)s->L * s->KV, tasks = heads * (HKP_SC_COUNT + 1);
+    r->cp.n = s->n;
+    // Head-major task order spreads the cheap skipped KVzip tasks over the threads.
+#pragma omp parallel for schedule(static) num_threads(r->n_threads)
+    for (long t = 0; t < tasks; t++)
+        curve_task(r, &r->ws[omp_get_thread_num()], (size_t)(t / (HKP_SC_COUNT + 1)),
+                   (int)(t % (HKP_SC_COUNT + 1)));
+    hkp_stats_add(st, s->n, r->cur, r->orc, r->ent, r->top);
     r->t_curves += now_s() - t0;
 }

@@ -14,14 +14,15 @@ typedef struct {
     int use_gpu;            /* set before init: run on the GPU */
     hkm_kvcache *cache;     /* CPU engine, or NULL */
     hkp_gpu *gpu;           /* GPU engine, or NULL */
-    float *kbuf, *vbuf;     /* (cap_tokens, head_dim) a head read back from the GPU */
+    int n_threads;          /* OpenMP threads of the per-head work (scores, curves) */
+    float *kbuf, *vbuf;     /* (n_threads, cap_tokens, head_dim) heads read back from the GPU */
     int cap_tokens;         /* longest context the buffers hold */
     int chunk;              /* prefill / reconstruction chunk (rows captured at once) */
     int kvzip;              /* run the reconstruction pass */
     hkp_score_params sp;
     hkp_curve_params cp;    /* n is set per context */
     hkp_scores sc;
-    hkp_curve_ws ws;
+    hkp_curve_ws *ws;       /* (n_threads) */
     double *cur, *orc, *ent, *top; /* one context's curves and selectivity */
     long long tokens_run;   /* tokens through the model so far (progress) */
     double t_fwd, t_finish, t_curves; /* seconds in forward calls (with statistics), the
@@ -42,7 +43,9 @@ hkm_status hkp_run_scores(hkp_runner *r, const int32_t *ids, int n_ctx, int n_fu
  * baseline of the cost ratio). */
 hkm_status hkp_run_plain(hkp_runner *r, const int32_t *ids, int n, hkm_err *err);
 
-/* Curves and selectivity of the scores in r->sc, added to st. */
+/* Curves and selectivity of the scores in r->sc, added to st. OpenMP over
+ * (head, scorer); each output is one thread's, so the result does not depend
+ * on the thread count. */
 void hkp_run_accumulate(hkp_runner *r, hkp_stats *st);
 
 #endif

@@ -151,19 +151,28 @@ static void oracle_head(hkp_scores *s, const hkp_score_params *p, const hkm_mode
                         const float *v, int hd, int l, int kvh) {
     int n = s->n, group = s->H / s->KV;
     float *out = s->oracle + ((size_t)l * s->KV + kvh) * n;
-    for (int g = 0; g < group; g++) {
-        int h = kvh * group + g;
-        const float *hq = s->oracle_q + ((size_t)l * s->H + h) * n;
-        if (p->oracle_wo) { // work (n, d_model) = V (n, hd) @ W_o[:, h]^T
-            const float *wo = m->layers[l].wo + (size_t)h * hd;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, s->d_model, hd, 1.0f, v, hd,
-                        wo, s->H * hd, 0.0f, s->work, s->d_model);
-        }
+    const float *hq0 = s->oracle_q + ((size_t)l * s->H + (size_t)kvh * group) * n;
+    if (!p->oracle_wo) { // ||v_i|| once per key, shared by the group
         for (int i = 0; i < n; i++) {
-            const float *x = p->oracle_wo ? s->work + (size_t)i * s->d_model : v + (size_t)i * hd;
-            int dim = p->oracle_wo ? s->d_model : hd;
             double nn = 0;
-            for (int d = 0; d < dim; d++) nn += (double)x[d] * x[d];
+            for (int d = 0; d < hd; d++) nn += (double)v[(size_t)i * hd + d] * v[(size_t)i * hd + d];
+            float norm = (float)sqrt(nn);
+            for (int g = 0; g < group; g++) {
+                float o = hq0[(size_t)g * n + i] * norm;
+                out[i] = o > out[i] ? o : out[i];
+            }
+        }
+        return;
+    }
+    for (int g = 0; g < group; g++) { // work (n, d_model) = V (n, hd) @ W_o[:, h]^T
+        int h = kvh * group + g;
+        const float *hq = hq0 + (size_t)g * n, *wo = m->layers[l].wo + (size_t)h * hd;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, s->d_model, hd, 1.0f, v, hd,
+                    wo, s->H * hd, 0.0f, s->work, s->d_model);
+        for (int i = 0; i < n; i++) {
+            const float *x = s->work + (size_t)i * s->d_model;
+            double nn = 0;
+            for (int d = 0; d < s->d_model; d++) nn += (double)x[d] * x[d];
             float o = hq[i] * (float)sqrt(nn);
             out[i] = o > out[i] ? o : out[i];
         }
@@ -180,10 +189,12 @@ void hkp_scores_finish_head(hkp_scores *s, const hkp_score_params *p, const hkm_
 
 void hkp_scores_finish(hkp_scores *s, const hkp_score_params *p, const hkm_model *m,
                        const hkm_kvcache *c) {
-    for (int l = 0; l < s->L; l++)
-        for (int kvh = 0; kvh < s->KV; kvh++) {
-            const float *k, *v;
-            hkm_kvcache_head(c, l, kvh, &k, &v, NULL);
-            hkp_scores_finish_head(s, p, m, k, v, l, kvh);
-        }
+    int heads = s->L * s->KV;
+    // Heads are independent; the W_o variant shares s->work and calls BLAS: serial.
+#pragma omp parallel for schedule(static) if (!p->oracle_wo)
+    for (int hi = 0; hi < heads; hi++) {
+        const float *k, *v;
+        hkm_kvcache_head(c, hi / s->KV, hi % s->KV, &k, &v, NULL);
+        hkp_scores_finish_head(s, p, m, k, v, hi / s->KV, hi % s->KV);
+    }
 }

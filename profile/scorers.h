@@ -57,11 +57,13 @@ void hkp_scores_add(hkp_scores *s, const hkp_score_params *p, int pass, const hk
 
 /* After the future pass, per KV head, from the head's first n cache entries
  * k, v (n, head_dim): SnapKV pooling and group mean, KeyDiff, and the oracle
- * (W_o from m when oracle_wo). */
+ * (W_o from m when oracle_wo). Distinct heads may run in parallel unless
+ * oracle_wo (it uses s->work). */
 void hkp_scores_finish_head(hkp_scores *s, const hkp_score_params *p, const hkm_model *m,
                             const float *k, const float *v, int l, int kvh);
 
-/* hkp_scores_finish_head for every head of a CPU cache. */
+/* hkp_scores_finish_head for every head of a CPU cache (OpenMP over heads;
+ * call it outside BLAS calls). */
 void hkp_scores_finish(hkp_scores *s, const hkp_score_params *p, const hkm_model *m,
                        const hkm_kvcache *c);
 
