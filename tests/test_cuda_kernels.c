@@ -94,6 +94,22 @@ static void test_swiglu_bias_embed(void) {
     dget_bf16(got, dout, n * ff);
     compare("swiglu", got, ref, n * ff, 1e-3f, 1e-2f);
 
+    /* bf16 gate/up: the reference reads the same rounded inputs */
+    round_bf16(gu, n * 2 * ff);
+    hkg_bf16 *dgub = dput_bf16(gu, n * 2 * ff), *doutb = dalloc_nan(n * ff * 2);
+    CU(hkg_swiglu_bf16(dgub, n, ff, doutb, 0));
+    for (int t = 0; t < n; t++)
+        for (int i = 0; i < ff; i++) {
+            float g = gu[t * 2 * ff + i], u = gu[t * 2 * ff + ff + i];
+            ref[t * ff + i] = g / (1.0f + expf(-g)) * u;
+        }
+    dget_bf16(got, doutb, n * ff);
+    compare("swiglu bf16 in", got, ref, n * ff, 1e-3f, 1e-2f);
+    CHECK(hkg_swiglu_bf16(dgub, n, 301, doutb, 0) == cudaErrorInvalidValue,
+          "swiglu_bf16 must refuse an odd ff");
+    cudaFree(dgub), cudaFree(doutb);
+    dget_f32(gu, dgu, n * 2 * ff); /* the unrounded values again, for add_bias */
+
     float *b = malloc(2 * ff * 4), *gs = malloc(n * 2 * ff * 4);
     fill(b, 2 * ff, 1.0f);
     float *db = dput_f32(b, 2 * ff);

@@ -30,6 +30,18 @@ static hkm_status gemm(hkm_gpu_model *g, const hkg_bf16 *W, int out, int in, con
     return HKM_OK;
 }
 
+/* Y (n, out) bf16 = X . W^T for an intermediate only a bf16 consumer reads:
+ * half the bytes of an fp32 output written and read back. */
+static hkm_status gemm_bf16(hkm_gpu_model *g, const hkg_bf16 *W, int out, int in,
+                            const hkg_bf16 *X, int n, hkg_bf16 *Y, hkm_err *err) {
+    const float alpha = 1.0f, beta = 0.0f;
+    HKG_BLAS(cublasGemmEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &alpha, W, CUDA_R_16BF,
+                          in, X, CUDA_R_16BF, in, &beta, Y, CUDA_R_16BF, out, CUBLAS_COMPUTE_32F,
+                          CUBLAS_GEMM_DEFAULT),
+             err);
+    return HKM_OK;
+}
+
 /* ---------------------------------------------------------------- per call */
 
 /* What one forward call needs besides the model and the cache. */
@@ -293,8 +305,14 @@ static hkm_status mlp(hkm_gpu_model *g, int n, const hkg_layer *L, hkm_err *err)
     }
     HKG_CUDA(hkg_rmsnorm(g->x, NULL, L->ffn_norm, n, cf->d_model, cf->rms_eps, g->xn, g->stream),
              err);
-    HKM_TRY(gemm(g, L->wgu, 2 * cf->d_ff, cf->d_model, g->xn, n, g->gu, 0.0f, err));
-    HKG_CUDA(hkg_swiglu(g->gu, n, cf->d_ff, g->xn, g->stream), err);
+    if (cf->d_ff % 2 == 0) { /* gate/up in bf16 (the gu buffer is sized for fp32) */
+        hkg_bf16 *gub = (hkg_bf16 *)g->gu;
+        HKM_TRY(gemm_bf16(g, L->wgu, 2 * cf->d_ff, cf->d_model, g->xn, n, gub, err));
+        HKG_CUDA(hkg_swiglu_bf16(gub, n, cf->d_ff, g->xn, g->stream), err);
+    } else {
+        HKM_TRY(gemm(g, L->wgu, 2 * cf->d_ff, cf->d_model, g->xn, n, g->gu, 0.0f, err));
+        HKG_CUDA(hkg_swiglu(g->gu, n, cf->d_ff, g->xn, g->stream), err);
+    }
     return gemm(g, L->wdown, cf->d_model, cf->d_ff, g->xn, n, g->x, 1.0f, err);
 }
 

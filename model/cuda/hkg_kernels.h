@@ -58,6 +58,9 @@ cudaError_t hkg_rope(float *x, int n, int n_heads, int row_stride, int hd, int p
                      const int32_t *d_pos0, const float *inv_freq, cudaStream_t s);
 /* gu (n, 2*ff) = [gate | up] fp32 -> out (n, ff) bf16 = silu(gate) * up. */
 cudaError_t hkg_swiglu(const float *gu, int n, int ff, hkg_bf16 *out, cudaStream_t s);
+/* The same with gu in bf16; ff even. */
+cudaError_t hkg_swiglu_bf16(const hkg_bf16 *gu, int n, int ff, hkg_bf16 *out,
+                            cudaStream_t s);
 /* out[r] = index of the max of x[r*cols ..] (first on ties). */
 cudaError_t hkg_argmax(const float *x, int rows, int cols, int32_t *out, cudaStream_t s);
 /* Split qkv (n, (H + 2*KV)*hd) fp32 into q (H, n, hd) bf16 and append k, v to

@@ -158,12 +158,18 @@ flash_prefill_kernel(hkg_attn_args a, bf16 *out, float *lse) {
                 }
                 l[mt][0] = l[mt][0] * c_a + sum_a; /* quad-partial: reduced once at the end */
                 l[mt][1] = l[mt][1] * c_b + sum_b;
+                /* past the first tiles a row max rarely moves: skip the O
+                 * rescale (HD/2 multiplies per lane) when no row of the
+                 * warp's m-tile changed (warp-uniform vote) */
+                if (__any_sync(0xffffffffu, mn_a != m[mt][0] || mn_b != m[mt][1])) {
+#pragma unroll
+                    for (int i = 0; i < HD / 8; i++) {
+                        o[mt][i][0] *= c_a, o[mt][i][1] *= c_a;
+                        o[mt][i][2] *= c_b, o[mt][i][3] *= c_b;
+                    }
+                }
                 m[mt][0] = mn_a;
                 m[mt][1] = mn_b;
-#pragma unroll
-                for (int i = 0; i < HD / 8; i++) {
-                    o[mt][i][0] *= c_a, o[mt][i][1] *= c_a, o[mt][i][2] *= c_b, o[mt][i][3] *= c_b;
-                }
             }
             /* O += P V: P's accumulator layout is the A-operand layout; each V
              * fragment feeds MT tiles */

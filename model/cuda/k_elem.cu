@@ -74,6 +74,32 @@ extern "C" cudaError_t hkg_swiglu(const float *gu, int n, int ff, hkg_bf16 *out,
     return HKG_LAUNCHED();
 }
 
+/* The same from bf16 gate/up (the long-prefill product writes bf16: half the
+ * bytes of an (n, 2*ff) fp32 intermediate); pairs of columns per thread. */
+static __global__ void swiglu_bf16_kernel(const bf16 *gu, int ff, bf16 *out) {
+    const bf16 *g = gu + (size_t)blockIdx.x * 2 * ff, *u = g + ff;
+    bf16 *o = out + (size_t)blockIdx.x * ff;
+    for (int i = 2 * threadIdx.x; i < ff; i += 2 * blockDim.x) {
+        if (i + 1 < ff) {
+            const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(g + i));
+            const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(u + i));
+            *reinterpret_cast<__nv_bfloat162 *>(o + i) = __floats2bfloat162_rn(
+                a.x / (1.0f + expf(-a.x)) * b.x, a.y / (1.0f + expf(-a.y)) * b.y);
+        } else {
+            const float a = __bfloat162float(g[i]);
+            o[i] = f2bf(a / (1.0f + expf(-a)) * __bfloat162float(u[i]));
+        }
+    }
+}
+
+extern "C" cudaError_t hkg_swiglu_bf16(const hkg_bf16 *gu, int n, int ff, hkg_bf16 *out,
+                                       cudaStream_t s) {
+    if (n <= 0) return cudaSuccess;
+    if (ff % 2) return cudaErrorInvalidValue; /* bf16 pairs stay 4-byte aligned */
+    swiglu_bf16_kernel<<<n, 256, 0, s>>>((const bf16 *)gu, ff, (bf16 *)out);
+    return HKG_LAUNCHED();
+}
+
 /* ---------------------------------------------------------------- argmax */
 
 /* One block (256 threads) per row; ties go to the lowest index. */
