@@ -1,5 +1,6 @@
-/* Writes the solver's profile: hubkv_profile_write (format v1) plus the
- * optional /baselines/adakv dataset, atomically (temp file, then rename). */
+/* Writes the solver's profile through hubkv_profile_write (format v1, with
+ * the optional /baselines/adakv dataset), atomically, and reads a baseline
+ * back. */
 #ifndef HKS_PROFILE_OUT_H
 #define HKS_PROFILE_OUT_H
 

@@ -116,6 +116,7 @@ typedef struct {
     const float *beta;             /* (L, H) in [0.8, 1.2]                    */
     const float *baseline_uniform; /* (99, L, H) or NULL                      */
     const float *baseline_pyramidkv; /* (99, L, H) or NULL                    */
+    const float *baseline_adakv;   /* (99, L, H) or NULL (hubkv-solve's AdaKV-style allocation) */
     int32_t n_gate;
     const hubkv_gate_tensor *gate; /* (n_gate) or NULL                        */
 } hubkv_profile_data;
@@ -156,7 +157,7 @@ const float *hubkv_profile_loss(const hubkv_profile *p);        /* (L, H, G) */
 const float *hubkv_profile_budget_keep(const hubkv_profile *p); /* (99, L, H) */
 const float *hubkv_profile_selectivity(const hubkv_profile *p); /* (L, H) */
 const float *hubkv_profile_beta(const hubkv_profile *p);        /* (L, H) */
-const float *hubkv_profile_baseline(const hubkv_profile *p, const char *name); /* "uniform"|"pyramidkv", (99,L,H) or NULL */
+const float *hubkv_profile_baseline(const hubkv_profile *p, const char *name); /* "uniform"|"pyramidkv"|"adakv", (99,L,H) or NULL */
 /* Gate tensor /gate/layer_<layer>/<name>, or NULL if absent. */
 const hubkv_gate_tensor *hubkv_profile_gate(const hubkv_profile *p, int32_t layer,
                                             const char *name);

@@ -55,6 +55,7 @@ void hkv_fmt_index(char *buf, size_t cap, int64_t i, int ndim, const int64_t *di
 #define HKV_DS_BETA "/heads/beta"
 #define HKV_DS_BASE_U "/baselines/uniform"
 #define HKV_DS_BASE_P "/baselines/pyramidkv"
+#define HKV_DS_BASE_A "/baselines/adakv"
 
 #define HKV_BETA_MIN 0.8f
 #define HKV_BETA_MAX 1.2f

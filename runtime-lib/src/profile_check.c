@@ -111,6 +111,9 @@ hubkv_status hkv_validate_data(const hubkv_profile_data *d, const char *path, ch
     if (d->baseline_pyramidkv &&
         (st = check_range(d->baseline_pyramidkv, 3, bdim, 0.0f, 1.0f, HKV_DS_BASE_P, path, err, cap)))
         return st;
+    if (d->baseline_adakv &&
+        (st = check_range(d->baseline_adakv, 3, bdim, 0.0f, 1.0f, HKV_DS_BASE_A, path, err, cap)))
+        return st;
     for (int32_t i = 0; i < d->n_gate; i++) {
         const hubkv_gate_tensor *t = &d->gate[i];
         if (t->layer < 0 || t->layer >= L || t->ndim < 1 || t->ndim > 4 || !t->name || !t->name[0] || !t->data ||

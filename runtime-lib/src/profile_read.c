@@ -19,7 +19,7 @@ struct hubkv_profile {
     hubkv_profile_data d;        /* pointers into the owned buffers below */
     int32_t ver_major, ver_minor;
     char *arch, *producer, *producer_version, *created, *scorer, *scorer_params, *calib_dataset;
-    float *grid, *loss, *keep, *sel, *beta, *base_u, *base_p;
+    float *grid, *loss, *keep, *sel, *beta, *base_u, *base_p, *base_a;
     hubkv_gate_tensor *gate;     /* (n_gate), names and data owned */
     char err[HKV_ERR_CAP];
 };
@@ -343,6 +343,7 @@ static hubkv_status read_datasets(hid_t f, hubkv_profile *p, const char *path, c
     HKV_TRY(get_f32(f, HKV_DS_BETA, 2, h2, 0, &p->beta, NULL, NULL, path, err, cap));
     HKV_TRY(get_f32(f, HKV_DS_BASE_U, 3, b3, 1, &p->base_u, NULL, NULL, path, err, cap));
     HKV_TRY(get_f32(f, HKV_DS_BASE_P, 3, b3, 1, &p->base_p, NULL, NULL, path, err, cap));
+    HKV_TRY(get_f32(f, HKV_DS_BASE_A, 3, b3, 1, &p->base_a, NULL, NULL, path, err, cap));
     HKV_TRY(read_gate(f, p, path, err, cap));
     p->d.grid = p->grid;
     p->d.loss = p->loss;
@@ -351,6 +352,7 @@ static hubkv_status read_datasets(hid_t f, hubkv_profile *p, const char *path, c
     p->d.beta = p->beta;
     p->d.baseline_uniform = p->base_u;
     p->d.baseline_pyramidkv = p->base_p;
+    p->d.baseline_adakv = p->base_a;
 done:
     free(ratios);
     return st;
@@ -412,7 +414,7 @@ void hubkv_profile_free(hubkv_profile *p) {
     free(p->gate);
     free(p->arch), free(p->producer), free(p->producer_version), free(p->created);
     free(p->scorer), free(p->scorer_params), free(p->calib_dataset);
-    free(p->grid), free(p->loss), free(p->keep), free(p->sel), free(p->beta), free(p->base_u), free(p->base_p);
+    free(p->grid), free(p->loss), free(p->keep), free(p->sel), free(p->beta), free(p->base_u), free(p->base_p), free(p->base_a);
     free(p);
 }
 
@@ -441,6 +443,7 @@ const float *hubkv_profile_baseline(const hubkv_profile *p, const char *name) {
     if (!p || !name) return NULL;
     if (!strcmp(name, "uniform")) return p->base_u;
     if (!strcmp(name, "pyramidkv")) return p->base_p;
+    if (!strcmp(name, "adakv")) return p->base_a;
     return NULL;
 }
 

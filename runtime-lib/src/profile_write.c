@@ -132,6 +132,9 @@ static hubkv_status write_datasets(hid_t f, const hubkv_profile_data *d, const c
         H5CK(put_f32(f, HKV_DS_BASE_U, 3, b3, d->baseline_uniform, "fraction", "uniform baseline keep fractions"));
     if (d->baseline_pyramidkv)
         H5CK(put_f32(f, HKV_DS_BASE_P, 3, b3, d->baseline_pyramidkv, "fraction", "PyramidKV baseline keep fractions"));
+    if (d->baseline_adakv)
+        H5CK(put_f32(f, HKV_DS_BASE_A, 3, b3, d->baseline_adakv, "fraction",
+                     "AdaKV-style offline baseline keep fractions (hubkv-solve; docs/solver.md)"));
     for (int32_t i = 0; i < d->n_gate; i++) {
         const hubkv_gate_tensor *t = &d->gate[i];
         char nm[160];
