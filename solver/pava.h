@@ -20,8 +20,16 @@ void hks_pava_ws_free(hks_pava_ws *ws);
 
 /* The blocks of the fit to scale * y (n <= ws->cap) into ws; returns their
  * count. Means are compared by cross-multiplication, so no division per
- * pool. w: (n) > 0 or NULL = all 1. O(n). */
+ * pool. w: (n) > 0 or NULL = all 1. O(n); an already non-increasing
+ * y (scale >= 0) returns n blocks of one point without pooling. */
 int32_t hks_pava_blocks(const double *y, const double *w, double scale, int32_t n, hks_pava_ws *ws);
+
+/* hks_pava_blocks without the order test, for callers that made it. */
+int32_t hks_pava_pool(const double *y, const double *w, double scale, int32_t n, hks_pava_ws *ws);
+
+/* 1 when y (n) is already non-increasing (y[i+1] <= y[i], NaN fails): then
+ * the fit is y itself. One branch-free pass the compiler vectorises. */
+int hks_pava_is_nonincreasing(const double *y, int32_t n);
 
 /* out (n) = argmin sum_i w_i (out_i - y_i)^2 over non-increasing out.
  * y, out: (n) (may alias); w: (n) > 0 or NULL = all 1. O(n). */

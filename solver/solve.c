@@ -6,6 +6,7 @@
 #include "hull.h"
 #include "pava.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +18,22 @@ hks_problem hks_problem_default(void) {
     return p;
 }
 
-hkm_status hks_problem_check(const hks_problem *p, hkm_err *err) {
+/* The first non-finite value of loss[from, to) (flat indices), if any. */
+static hkm_status check_loss(const hks_problem *p, int64_t from, int64_t to, hkm_err *err) {
+    int ok = 1; /* branch-free scan first (vectorises), then locate */
+    for (int64_t i = from; i < to; i++) ok &= fabs(p->loss[i]) <= DBL_MAX;
+    if (ok) return HKM_OK;
+    for (int64_t i = from; i < to; i++)
+        if (!isfinite(p->loss[i]))
+            return hkm_fail(err, HKM_ERR_ARG, "solver: loss[%lld, %lld, %lld] = %g; expected a finite value",
+                            (long long)(i / ((int64_t)p->H * p->G)), (long long)(i / p->G % p->H),
+                            (long long)(i % p->G), p->loss[i]);
+    return HKM_OK;
+}
+
+/* Everything but the loss values (hks_solve_hulls checks those per head,
+ * while the head is in cache, instead of one more pass over all of them). */
+static hkm_status check_shape(const hks_problem *p, hkm_err *err) {
     if (!p || !p->grid || !p->loss)
         return hkm_fail(err, HKM_ERR_ARG, "solver: problem, grid and loss must be non-NULL");
     if (p->L <= 0 || p->H <= 0 || p->G < 2 || p->n_tokens <= 0)
@@ -29,11 +45,6 @@ hkm_status hks_problem_check(const hks_problem *p, hkm_err *err) {
         if (!(p->grid[g] >= 0 && p->grid[g] <= 1) || (g && !(p->grid[g] > p->grid[g - 1])))
             return hkm_fail(err, HKM_ERR_ARG, "solver: grid[%d] = %g; expected strictly increasing in [0, 1]", g,
                             p->grid[g]);
-    for (int64_t i = 0; i < (int64_t)p->L * p->H * p->G; i++)
-        if (!isfinite(p->loss[i]))
-            return hkm_fail(err, HKM_ERR_ARG, "solver: loss[%lld, %lld, %lld] = %g; expected a finite value",
-                            (long long)(i / ((int64_t)p->H * p->G)), (long long)(i / p->G % p->H),
-                            (long long)(i % p->G), p->loss[i]);
     for (int32_t l = 0; p->layer_w && l < p->L; l++)
         if (!(p->layer_w[l] >= 0 && isfinite(p->layer_w[l])))
             return hkm_fail(err, HKM_ERR_ARG, "solver: layer weight %d = %g; expected a finite value >= 0", l,
@@ -48,6 +59,11 @@ hkm_status hks_problem_check(const hks_problem *p, hkm_err *err) {
     if (p->n_sink < 0 || p->n_recent < 0)
         return hkm_fail(err, HKM_ERR_ARG, "solver: n_sink %d, n_recent %d; expected >= 0", p->n_sink, p->n_recent);
     return HKM_OK;
+}
+
+hkm_status hks_problem_check(const hks_problem *p, hkm_err *err) {
+    HKM_TRY(check_shape(p, err));
+    return check_loss(p, 0, (int64_t)p->L * p->H * p->G, err);
 }
 
 void hks_solution_free(hks_solution *s) {
@@ -68,7 +84,11 @@ typedef struct {
     double *hx, *hy; /* (G) hull vertices */
     int32_t *hi;     /* (G) their grid indices */
     double *inv_dx;  /* (G-1) 1 / float-grid spacing, as the profile reader sees it */
+    double *dx;      /* (G-1) the float-grid spacing */
     float *gf;       /* (G) the grid in float32 */
+    double *ys;      /* (G) a monotone head's scaled curve */
+    int32_t *ca, *cb; /* (G) hull candidates, two buffers */
+    unsigned char *flag; /* (G) locally convex points */
 } hull_ws;
 
 /* Lower convex hull of the PAVA step function: inside a flat block only its
@@ -89,10 +109,59 @@ static int32_t block_hull(const double *x, int32_t G, int32_t nb, const hks_pava
     return k;
 }
 
+/* The per-point loops below vectorise; on x86-64 GCC also builds them for
+ * AVX2 (picked at load time; no FMA, so results equal the SSE2 build). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define HKS_SIMD __attribute__((target_clones("avx2", "default")))
+#else
+#define HKS_SIMD
+#endif
+
 /* Slack for a slope rise from float rounding: a quarter of the profile
- * reader's tolerance (runtime-lib/src/profile_check.c: 1e-4 relative + 1e-6). */
-static int rise_ok(double sl, double sprev) {
+ * reader's tolerance (runtime-lib/src/profile_check.c: 1e-4 relative + 1e-6).
+ * Branch-free (&, not &&) so the chunk check below vectorises. */
+static inline int rise_ok(double sl, double sprev) {
     return sl <= sprev + 0.25 * (1e-4 * (sl + sprev) + 1e-6);
+}
+
+/* The next float up (nextafterf(c, INFINITY) without the libm call for the
+ * usual positive finite c). */
+static inline float float_up(float c) {
+    if (!(c > 0 && c < FLT_MAX)) return nextafterf(c, INFINITY);
+    uint32_t u;
+    memcpy(&u, &c, sizeof u);
+    u++;
+    memcpy(&c, &u, sizeof c);
+    return c;
+}
+
+/* One point of the repair: out[g] holds the plain rounding; keep it unless
+ * it exceeds out[g-1] or steepens the slope beyond rise_ok, else raise it to
+ * the lowest float at slope <= sprev. Returns the slope into g. */
+static double fill_step(float *out, const double *inv_dx, const double *dx, int32_t g, double sprev) {
+    float prev = out[g - 1], c = out[g];
+    double inv = inv_dx[g - 1];
+    if (c > prev) c = prev;
+    double sl = ((double)prev - c) * inv;
+    if (!rise_ok(sl, sprev)) {
+        c = (float)((double)prev - sprev * dx[g - 1]); /* multiply: division latency is the chain's */
+        while (c < prev && ((double)prev - c) * inv > sprev) c = float_up(c);
+        sl = ((double)prev - c) * inv;
+    }
+    out[g] = c;
+    return sl;
+}
+
+/* 1 when fill_step would keep points g .. g+7 (g >= 2) as they are: each
+ * test reads only final values before it, so a passing chunk is final. */
+enum { CHUNK = 8 };
+static int chunk_ok(const float *o, const double *inv, int32_t g) {
+    int ok = 1;
+    for (int32_t j = g; j < g + CHUNK; j++) {
+        double a = o[j - 2], b = o[j - 1], c = o[j];
+        ok &= (c <= b) & rise_ok((b - c) * inv[j - 1], (a - b) * inv[j - 2]);
+    }
+    return ok;
 }
 
 /* The hull on the grid, rounded to float32 such that the slopes the profile
@@ -102,39 +171,86 @@ static int rise_ok(double sl, double sprev) {
  * possible) where rounding would steepen a segment. Plain rounding breaks
  * the reader's check once the grid step nears float eps times the loss
  * (about 1000 points); the raise drifts by at most about one float ulp per
- * grid point until the next hull vertex, where the slope falls. */
-static void fill_float(const double *x, int32_t k, const hull_ws *w, float *out) {
-    const double *hx = w->hx, *hy = w->hy;
-    double sprev = INFINITY;
-    float prev = (float)hy[0];
-    out[0] = prev;
-    int32_t g = 1;
+ * grid point until the next hull vertex, where the slope falls. Done as a
+ * vectorised plain rounding, a vectorised check in chunks, and the serial
+ * repair only in chunks that fail. */
+HKS_SIMD static void fill_float(const double *x, int32_t G, int32_t k, const hull_ws *w, float *out) {
+    const double *hx = w->hx, *hy = w->hy, *inv = w->inv_dx;
+    out[0] = (float)hy[0];
     for (int32_t s = 0; s + 1 < k; s++) {
-        double slope = (hy[s + 1] - hy[s]) / (hx[s + 1] - hx[s]);
-        for (; g <= w->hi[s + 1]; g++) {
-            double yt = g == w->hi[s + 1] ? hy[s + 1] : hy[s] + slope * (x[g] - hx[s]);
-            double inv = w->inv_dx[g - 1];
-            float c = (float)yt;
-            if (c > prev) c = prev;
-            double sl = ((double)prev - c) * inv;
-            if (!rise_ok(sl, sprev)) { /* too steep: the lowest float at slope <= sprev */
-                c = (float)((double)prev - sprev / inv);
-                while (c < prev && ((double)prev - c) * inv > sprev) c = nextafterf(c, INFINITY);
-                sl = ((double)prev - c) * inv;
-            }
-            out[g] = prev = c;
-            sprev = sl;
-        }
+        int32_t a = w->hi[s], b = w->hi[s + 1];
+        double slope = (hy[s + 1] - hy[s]) / (hx[s + 1] - hx[s]), ya = hy[s], xa = hx[s];
+        for (int32_t g = a + 1; g < b; g++) out[g] = (float)(ya + slope * (x[g] - xa));
+        out[b] = (float)hy[s + 1];
     }
+    fill_step(out, inv, w->dx, 1, INFINITY); /* the first slope has nothing to rise from */
+    for (int32_t g = 2; g < G;) {
+        if (g + CHUNK <= G && chunk_ok(out, inv, g)) {
+            g += CHUNK;
+            continue;
+        }
+        int32_t e = g + CHUNK < G ? g + CHUNK : G;
+        double sp = ((double)out[g - 2] - out[g - 1]) * inv[g - 2];
+        for (; g < e; g++) sp = fill_step(out, inv, w->dx, g, sp);
+    }
+}
+
+/* Drops the candidates of c (m, ascending, ends kept) that do not turn
+ * strictly left with their neighbours in c: a lower-hull vertex (collinear
+ * points dropped) lies strictly below the chord of any two points around
+ * it, so it survives every pass. Branch-free compaction into out; returns
+ * the new count. */
+static int32_t convex_pass(const double *x, const double *y, const int32_t *c, int32_t m, int32_t *out) {
+    int32_t n = 1;
+    out[0] = c[0];
+    for (int32_t j = 1; j + 1 < m; j++) {
+        int32_t o = c[j - 1], a = c[j], b = c[j + 1];
+        double cr = (x[a] - x[o]) * (y[b] - y[o]) - (y[a] - y[o]) * (x[b] - x[o]);
+        out[n] = a;
+        n += cr > 0;
+    }
+    out[n++] = c[m - 1];
+    return n;
+}
+
+/* Monotone input: every point is its own PAVA block. Local-convexity passes
+ * (no data-dependent branches) shrink the candidates, typically 4,096 to a
+ * few hundred; the monotone chain (same test as block_hull) runs over the
+ * rest. Returns k. */
+HKS_SIMD static int32_t point_hull(const double *x, const double *y0, double scale, int32_t G, hull_ws *w) {
+    double *y = w->ys, *hx = w->hx, *hy = w->hy;
+    int32_t *hi = w->hi, k = 0, *c = w->ca, *d = w->cb, m;
+    unsigned char *f = w->flag;
+    for (int32_t i = 0; i < G; i++) y[i] = scale * y0[i];
+    for (int32_t i = 1; i + 1 < G; i++) /* the first pass on contiguous points vectorises */
+        f[i] = (x[i] - x[i - 1]) * (y[i + 1] - y[i - 1]) - (y[i] - y[i - 1]) * (x[i + 1] - x[i - 1]) > 0;
+    c[0] = 0, m = 1;
+    for (int32_t i = 1; i + 1 < G; i++) c[m] = i, m += f[i];
+    c[m++] = G - 1;
+    for (int pass = 0; pass < 8 && m > 2 && m <= G - G / 8; pass++) { /* not for (nearly) convex curves */ /* stop once a pass removes little */
+        int32_t n = convex_pass(x, y, c, m, d), *t = c;
+        c = d, d = t;
+        int little = n > m - m / 8;
+        m = n;
+        if (little) break;
+    }
+    for (int32_t j = 0; j < m; j++) {
+        int32_t i = c[j];
+        double px = x[i], py = y[i];
+        while (k >= 2 && (hx[k - 1] - hx[k - 2]) * (py - hy[k - 2]) - (hy[k - 1] - hy[k - 2]) * (px - hx[k - 2]) <= 0) k--;
+        hx[k] = px, hy[k] = py, hi[k] = i;
+        k++;
+    }
+    return k;
 }
 
 static void hull_ws_free(hull_ws *w) {
     hks_pava_ws_free(&w->pava);
-    free(w->hx), free(w->hy), free(w->hi), free(w->inv_dx), free(w->gf);
+    free(w->hx), free(w->hy), free(w->hi), free(w->inv_dx), free(w->dx), free(w->gf), free(w->ys), free(w->ca), free(w->cb), free(w->flag);
 }
 
 hkm_status hks_solve_hulls(const hks_problem *p, hks_solution *s, hkm_err *err) {
-    HKM_TRY(hks_problem_check(p, err));
+    HKM_TRY(check_shape(p, err)); /* loss values: per head below */
     int64_t nh = (int64_t)p->L * p->H, G = p->G;
     s->L = p->L;
     s->H = p->H;
@@ -146,22 +262,43 @@ hkm_status hks_solve_hulls(const hks_problem *p, hks_solution *s, hkm_err *err) 
     w.hy = malloc((size_t)G * sizeof *w.hy);
     w.hi = malloc((size_t)G * sizeof *w.hi);
     w.inv_dx = malloc((size_t)G * sizeof *w.inv_dx);
+    w.dx = malloc((size_t)G * sizeof *w.dx);
     w.gf = malloc((size_t)G * sizeof *w.gf);
+    w.ys = malloc((size_t)G * sizeof *w.ys);
+    w.ca = malloc((size_t)G * sizeof *w.ca);
+    w.cb = malloc((size_t)G * sizeof *w.cb);
+    w.flag = malloc((size_t)G);
     int64_t kcap = nh * 8 < nh * G ? nh * 8 : nh * G; /* grows on demand */
     int32_t *knots = malloc((size_t)kcap * sizeof *knots);
-    if (!w.hx || !w.hy || !w.hi || !w.inv_dx || !w.gf || !knots || hks_pava_ws_init(&w.pava, p->G)) {
+    if (!w.hx || !w.hy || !w.hi || !w.inv_dx || !w.dx || !w.gf || !w.ys || !w.ca || !w.cb || !w.flag || !knots || hks_pava_ws_init(&w.pava, p->G)) {
         hull_ws_free(&w);
         free(knots);
         return hkm_fail(err, HKM_ERR_NOMEM, "solver: out of memory for hulls of %d points", p->G);
     }
     for (int64_t g = 0; g < G; g++) w.gf[g] = (float)p->grid[g];
-    for (int64_t g = 0; g + 1 < G; g++) w.inv_dx[g] = 1.0 / ((double)w.gf[g + 1] - w.gf[g]);
+    for (int64_t g = 0; g + 1 < G; g++) w.dx[g] = (double)w.gf[g + 1] - w.gf[g], w.inv_dx[g] = 1.0 / w.dx[g];
     int64_t nk = 0;
     for (int64_t h = 0; h < nh; h++) {
         double lw = p->layer_w ? p->layer_w[h / p->H] : 1.0;
-        int32_t nb = hks_pava_blocks(p->loss + h * G, p->weight, lw, p->G, &w.pava);
-        int32_t k = block_hull(p->grid, p->G, nb, &w.pava, &w);
-        fill_float(p->grid, k, &w, s->hull + h * G);
+        const double *y = p->loss + h * G;
+        int32_t k;
+        // A non-increasing head is finite when its ends are; one that is not
+        // (noise, or a bad value) gets the full check and PAVA.
+        if (hks_pava_is_nonincreasing(y, p->G) && isfinite(y[0]) && isfinite(y[G - 1])) {
+            k = point_hull(p->grid, y, lw, p->G, &w);
+        } else {
+            hkm_status st = check_loss(p, h * G, (h + 1) * G, err);
+            if (st != HKM_OK) {
+                hull_ws_free(&w);
+                free(knots);
+                free(s->hull), free(s->knot_off);
+                s->hull = NULL, s->knot_off = NULL;
+                return st;
+            }
+            int32_t nb = hks_pava_pool(y, p->weight, lw, p->G, &w.pava); /* not monotone: skip the test */
+            k = block_hull(p->grid, p->G, nb, &w.pava, &w);
+        }
+        fill_float(p->grid, p->G, k, &w, s->hull + h * G);
         if (nk + k > kcap) {
             while (nk + k > kcap) kcap *= 2;
             int32_t *nkn = realloc(knots, (size_t)kcap * sizeof *knots);

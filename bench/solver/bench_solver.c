@@ -1,9 +1,12 @@
 /* Solver benchmark: hulls + all 99 ratios for 80 layers x 64 KV heads on a
- * 4,096-point grid (goal < 100 ms on one core), for noisy profiled-like
- * curves and for the worst case (strictly convex: every point a knot); then
- * the greedy against an exact DP on small instances to show cost growth.
- * usage: bench_solver [layers heads grid [kinds]]  (kinds: 1 noisy, 2 convex, 3 both;
- * 4 adds the DP comparison; default 7) */
+ * 4,096-point grid (goal < 100 ms on one core), for three kinds of curves:
+ * profiled-like (a mean over contexts of non-increasing step curves, as real
+ * profiles are: monotone but bumpy, non-convex), adversarial (i.i.d. noise on
+ * every point: non-monotone, PAVA pools everywhere) and the greedy's worst case
+ * (strictly convex: every point a knot); then the greedy against an exact DP
+ * on small instances to show cost growth.
+ * usage: bench_solver [layers heads grid [kinds]]  (kinds, bits: 1 profiled-like,
+ * 2 adversarial, 4 convex, 8 the DP comparison; default 15) */
 #include "solve.h"
 
 #include <math.h>
@@ -76,7 +79,7 @@ static double dp_ms(int nh, int U) {
 
 int main(int argc, char **argv) {
     int L = argc > 3 ? atoi(argv[1]) : 80, H = argc > 3 ? atoi(argv[2]) : 64, G = argc > 3 ? atoi(argv[3]) : 4096;
-    int kinds = argc > 4 ? atoi(argv[4]) : 7;
+    int kinds = argc > 4 ? atoi(argv[4]) : 15;
     size_t n = (size_t)L * H * G;
     double *grid = calloc((size_t)G, sizeof *grid), *loss = calloc(n, sizeof *loss);
     for (int g = 0; g < G; g++) grid[g] = g / (double)(G - 1);
@@ -84,24 +87,38 @@ int main(int argc, char **argv) {
     p.L = L, p.H = H, p.G = G, p.grid = grid, p.loss = loss, p.n_tokens = 32768, p.n_sink = 4, p.n_recent = 32;
     printf("bench_solver: %d layers x %d KV heads x %d grid points, N = %lld, 99 ratios, one core, CPU ms (median of 5)\n", L, H, G,
            (long long)p.n_tokens);
-    const char *kind[2] = {"noisy (profiled-like: mean of 64 contexts)", "worst case (strictly convex, all knots)"};
-    for (int k = 0; k < 2; k++) {
+    const char *kind[3] = {"profiled-like (mean of 16 monotone step curves)", "adversarial (non-monotone noise)",
+                           "worst case (strictly convex, all knots)"};
+    double *ctx = calloc((size_t)G, sizeof *ctx);
+    for (int k = 0; k < 3; k++) {
         if (!(kinds >> k & 1)) continue;
         for (int h = 0; h < L * H; h++) {
-            double a = 2 + 20 * urand(), noise = k ? 0 : 0.01;
+            double a = 2 + 20 * urand(), *y = loss + (size_t)h * G;
+            if (k == 0) { // evicted mass of one context: sparse heavy-tailed token masses, suffix sums
+                enum { K = 16 };
+                for (int g = 0; g < G; g++) y[g] = 0;
+                for (int c = 0; c < K; c++) {
+                    ctx[G - 1] = 0;
+                    for (int g = G - 2; g >= 0; g--)
+                        ctx[g] = ctx[g + 1] + (urand() < 0.1 ? -log(1 - urand()) * exp(-a * grid[g]) : 0);
+                    double norm = ctx[0] > 0 ? 1 / ctx[0] : 0;
+                    for (int g = 0; g < G; g++) y[g] += ctx[g] * norm;
+                }
+                for (int g = 0; g < G; g++) y[g] /= K;
+                continue;
+            }
             for (int g = 0; g < G; g++) {
                 double x = grid[g];
-                loss[(size_t)h * G + g] = k ? (1 - x) * (1 - x) * (1 + a) / (1 + a * x)
-                                            : exp(-a * x) * (1 - x) + noise * (urand() - 0.5) / 8;
+                y[g] = k == 2 ? (1 - x) * (1 - x) * (1 + a) / (1 + a * x) : exp(-a * x) * (1 - x) + 0.01 * (urand() - 0.5) / 8;
             }
         }
         double th, tg;
         int64_t knots;
         time_solve(&p, &th, &tg, &knots);
-        printf("  %-44s PAVA+hull %7.1f ms  greedy (99 ratios) %7.1f ms  total %7.1f ms  (%.1f knots/head)\n", kind[k],
+        printf("  %-48s PAVA+hull %7.1f ms  greedy (99 ratios) %7.1f ms  total %7.1f ms  (%.1f knots/head)\n", kind[k],
                th, tg, th + tg, (double)knots / (L * H));
     }
-    for (int U = 64; U <= 1024 && (kinds & 4); U *= 2) {
+    for (int U = 64; U <= 1024 && (kinds & 8); U *= 2) {
         if (U == 64) printf("exact DP vs greedy on small instances (6 heads, U tokens per head, all budgets):\n");
         enum { NH = 6 };
         double *sg = calloc(17, sizeof *sg), *sl = calloc((size_t)NH * 17, sizeof *sl);
@@ -115,6 +132,6 @@ int main(int argc, char **argv) {
         printf("  U = %5d: DP %9.2f ms   hull + greedy %.3f ms\n", U, dp_ms(NH, U), th + tg);
         free(sg), free(sl);
     }
-    free(grid), free(loss);
+    free(grid), free(loss), free(ctx);
     return 0;
 }
