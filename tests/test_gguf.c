@@ -13,26 +13,9 @@
 
 /* ---------------------------------------------------------------- helpers */
 
-static unsigned char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    if (buf) buf[n] = 0;
-    if (len) *len = (size_t)n;
-    return buf;
-}
-
 static cJSON *load_json(const char *rel) {
     char p[1024];
-    char *s = (char *)slurp(test_data(rel, p, sizeof p), NULL);
+    char *s = test_slurp(test_data(rel, p, sizeof p), NULL);
     cJSON *j = s ? cJSON_Parse(s) : NULL;
     free(s);
     return j;
@@ -539,7 +522,7 @@ static void test_byte_flips(corrupt_ctx *c, const cJSON *tensors) {
 
 static void test_corrupt(const char *fixture, size_t min_valid, const cJSON *tensors) {
     corrupt_ctx c = {0};
-    c.orig = slurp(fixture, &c.size);
+    c.orig = (unsigned char *)test_slurp(fixture, &c.size);
     CHECK(c.orig && c.size >= min_valid, "read %s", fixture);
     if (!c.orig) return;
     snprintf(c.path, sizeof c.path, "/tmp/hkm_gguf_XXXXXX");

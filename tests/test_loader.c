@@ -21,23 +21,6 @@ static char tmpdir[256];
 
 /* ---------------------------------------------------------------- file helpers */
 
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    if (buf) buf[n] = 0;
-    if (len) *len = (size_t)n;
-    return buf;
-}
-
 static int spit(const char *path, const void *data, size_t len) {
     FILE *f = fopen(path, "wb");
     if (!f) return -1;
@@ -46,7 +29,7 @@ static int spit(const char *path, const void *data, size_t len) {
 }
 
 static cJSON *load_json(const char *path) {
-    char *t = slurp(path, NULL);
+    char *t = test_slurp(path, NULL);
     cJSON *j = t ? cJSON_Parse(t) : NULL;
     free(t);
     return j;
@@ -78,7 +61,7 @@ static const char *case_dir(const char *name, char *buf, size_t cap) {
 
 static void copy_file(const char *src, const char *dst) {
     size_t n;
-    char *d = slurp(src, &n);
+    char *d = test_slurp(src, &n);
     CHECK(d && spit(dst, d, n) == 0, "copy %s -> %s", src, dst);
     free(d);
 }
@@ -90,7 +73,7 @@ typedef void (*header_edit)(cJSON *hdr, size_t data_len);
 /* Copy a safetensors file, passing its header through edit. */
 static void rewrite_st(const char *src, const char *dst, header_edit edit) {
     size_t n;
-    unsigned char *d = (unsigned char *)slurp(src, &n);
+    unsigned char *d = (unsigned char *)test_slurp(src, &n);
     CHECK(d != NULL && n >= 8, "read %s", src);
     if (!d) return;
     uint64_t hl = 0;
@@ -471,7 +454,7 @@ static void test_bad_safetensors(void) {
     char q[1024];
     copy_file(tiny_path("llama3", "config.json", q, sizeof q), tmp_path("truncated/config.json", p, sizeof p));
     size_t n;
-    char *full = slurp(tiny_path("llama3", "model.safetensors", p, sizeof p), &n);
+    char *full = test_slurp(tiny_path("llama3", "model.safetensors", p, sizeof p), &n);
     spit(tmp_path("truncated/model.safetensors", p, sizeof p), full, 200);
     st = try_load(d, &e);
     expect_fail("truncated", st, HKM_ERR_FORMAT, &e, p, "header length");

@@ -14,13 +14,10 @@
 #include <unistd.h>
 
 static cJSON *load_json(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    static char buf[1 << 16];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    return cJSON_Parse(buf);
+    char *buf = test_slurp(path, NULL);
+    cJSON *j = buf ? cJSON_Parse(buf) : NULL;
+    free(buf);
+    return j;
 }
 
 static void make_corpus(const char *dir) { // dir: < 400 bytes

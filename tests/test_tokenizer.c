@@ -15,25 +15,8 @@ static char g_tmpdir[64];
 
 /* ---------------------------------------------------------------- helpers */
 
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    if (buf) buf[n] = '\0';
-    if (len) *len = (size_t)n;
-    return buf;
-}
-
 static cJSON *load_json(const char *path) {
-    char *s = slurp(path, NULL);
+    char *s = test_slurp(path, NULL);
     cJSON *j = s ? cJSON_Parse(s) : NULL;
     free(s);
     return j;
@@ -206,7 +189,7 @@ static void test_speed(void) {
     hkm_tokenizer *t = load_fixture("llama3.tokenizer.json");
     char path[1024];
     size_t flen = 0;
-    char *src = slurp(test_data("tokenizer/llama3.tokenizer.json", path, sizeof path), &flen);
+    char *src = test_slurp(test_data("tokenizer/llama3.tokenizer.json", path, sizeof path), &flen);
     if (!t || !src) {
         hkm_tokenizer_free(t);
         free(src);
@@ -271,7 +254,7 @@ static cJSON *tiny_tokenizer(void) {
 static void test_bad_files(void) {
     char src_path[1024], path[1024];
     size_t len = 0;
-    char *src = slurp(test_data("tokenizer/llama3.tokenizer.json", src_path, sizeof src_path), &len);
+    char *src = test_slurp(test_data("tokenizer/llama3.tokenizer.json", src_path, sizeof src_path), &len);
     CHECK(src != NULL, "cannot read %s", src_path);
     if (!src) return;
 
@@ -341,7 +324,7 @@ static void test_bad_files(void) {
 static void test_directory(void) {
     char src_path[1024], path[1024];
     size_t len = 0;
-    char *src = slurp(test_data("tokenizer/llama3.tokenizer.json", src_path, sizeof src_path), &len);
+    char *src = test_slurp(test_data("tokenizer/llama3.tokenizer.json", src_path, sizeof src_path), &len);
     if (!src) return;
     write_file(tmp_path("tokenizer.json", path, sizeof path), src, len);
     const char *cfg = "{\"bos_token\": \"<|begin_of_text|>\", \"eos_token\": {\"content\": \"<|eot_id|>\"}}";
