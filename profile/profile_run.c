@@ -85,12 +85,39 @@ static hkm_status forward(hkp_runner *r, const int32_t *ids, int len, cap_user *
     return hkm_forward_cpu(r->m, r->cache, ids, len, HKM_LOGITS_NONE, NULL, u ? &cap : NULL, err);
 }
 
+/* A GPU pass: only the statistic the pass reads (prefill: sums; future and
+ * reconstruction: maxima) of the context's keys, accumulated on the device
+ * and copied once; the SnapKV window [split, n) is a part of its own. */
+static hkm_status gpu_pass(hkp_runner *r, int pass, const int32_t *ids, int n, int split,
+                           hkm_err *err) {
+    cap_user u = {r, pass};
+    int which = pass == HKP_PASS_PREFILL ? HKP_STAT_SUM : HKP_STAT_MAX;
+    HKM_TRY(hkp_gpu_acc_begin(r->gpu, which, r->sc.n, err));
+    for (int c0 = 0; c0 < n;) {
+        int end = c0 + r->chunk < n ? c0 + r->chunk : n;
+        if (c0 < split && split < end) end = split;
+        if (c0 > 0 && c0 == split) {
+            HKM_TRY(hkp_gpu_acc_flush(r->gpu, on_stats, &u, err));
+            HKM_TRY(hkp_gpu_acc_begin(r->gpu, which, r->sc.n, err));
+        }
+        r->tokens_run += end - c0;
+        HKM_TRY(hkp_gpu_acc_forward(r->gpu, ids + c0, end - c0, err));
+        c0 = end;
+    }
+    return hkp_gpu_acc_flush(r->gpu, on_stats, &u, err);
+}
+
 /* ids[0..n) in chunks of r->chunk, with a chunk boundary at split too (the
  * SnapKV window's start; ignored outside (0, n)). */
 static hkm_status run_pass(hkp_runner *r, int pass, const int32_t *ids, int n, int split,
                            hkm_err *err) {
     cap_user u = {r, pass};
     double t0 = now_s();
+    if (r->gpu && pass >= 0) {
+        hkm_status st = gpu_pass(r, pass, ids, n, split, err);
+        r->t_fwd += now_s() - t0;
+        return st;
+    }
     for (int c0 = 0; c0 < n;) {
         int end = c0 + r->chunk < n ? c0 + r->chunk : n;
         if (c0 < split && split < end) end = split;

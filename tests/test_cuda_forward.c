@@ -153,7 +153,7 @@ static void test_capture(const hkm_model *m, hkm_gpu_model *g, const int32_t *id
     CHECK(hkm_kvcache_create(&m->cfg, 64, &kc, &err) == HKM_OK, "%s", err.msg);
     CHECK(hkm_forward_cpu(m, kc, ids, n, HKM_LOGITS_NONE, NULL, &cap, &err) == HKM_OK, "%s", err.msg);
     stat_copy sc = {1, 0, 0, 0};
-    hkm_gpu_capture gcap = {{on_layer, &gc, 1, 1, nr, rows}, on_stats, &sc, r0, n, 1};
+    hkm_gpu_capture gcap = {{on_layer, &gc, 1, 1, nr, rows}, on_stats, &sc, r0, n, 1, 0, NULL};
     hkm_gpu_cache *c = NULL;
     CHECK(hkm_gpu_cache_create(g, 64, &c, &err) == HKM_OK, "%s", err.msg);
     CHECK(hkm_gpu_forward(g, c, ids, n, HKM_LOGITS_NONE, NULL, &gcap, &err) == HKM_OK, "%s", err.msg);
@@ -182,6 +182,114 @@ static void test_capture(const hkm_model *m, hkm_gpu_model *g, const int32_t *id
     free(sc.colmax), free(sc.colsum);
     hkm_kvcache_free(kc);
     hkm_gpu_cache_free(c);
+}
+
+/* Every layer's statistics of one call (full or selective mode), host copies. */
+typedef struct {
+    int L, H, nk, which;
+    float *colmax, *colsum; /* (L, H, nk) */
+    int null_ok;            /* the unselected statistic came as NULL (device and host) */
+} call_stats;
+
+static void on_call_stats(void *user, const hkm_gpu_layer_stats *st) {
+    call_stats *cs = user;
+    size_t per = (size_t)st->n_heads * st->n_keys_max, o = (size_t)st->layer * per;
+    if (!cs->colmax) {
+        cs->nk = st->n_keys_max, cs->H = st->n_heads;
+        cs->colmax = calloc(cs->L * per, 4), cs->colsum = calloc(cs->L * per, 4);
+    }
+    int wm = cs->which & HKM_GPU_STAT_MAX, ws = cs->which & HKM_GPU_STAT_SUM;
+    if ((!wm && (st->colmax || st->d_colmax)) || (!ws && (st->colsum || st->d_colsum)) ||
+        (wm && !st->colmax) || (ws && !st->colsum))
+        cs->null_ok = 0;
+    if (st->colmax) memcpy(cs->colmax + o, st->colmax, per * 4);
+    if (st->colsum) memcpy(cs->colsum + o, st->colsum, per * 4);
+}
+
+/* Two calls of 8 tokens from an empty cache; stats of each call into out[2]. */
+static void two_calls(hkm_gpu_model *g, const int32_t *ids, int which, call_stats out[2]) {
+    hkm_err err = {{0}};
+    hkm_gpu_cache *c = NULL;
+    CHECK(hkm_gpu_cache_create(g, 64, &c, &err) == HKM_OK, "%s", err.msg);
+    for (int k = 0; c && k < 2; k++) {
+        out[k] = (call_stats){hkm_gpu_model_config(g)->n_layers, 0, 0, which, NULL, NULL, 1};
+        hkm_gpu_capture cap = {{0}, on_call_stats, &out[k], 0, 8, 1, which, NULL};
+        CHECK(hkm_gpu_forward(g, c, ids + 8 * k, 8, HKM_LOGITS_NONE, NULL, &cap, &err) == HKM_OK,
+              "%s", err.msg);
+    }
+    hkm_gpu_cache_free(c);
+}
+
+/* Selective statistics equal the full mode's; a device accumulator over the
+ * two calls equals the host max / sum of their per-call statistics. */
+static void test_stats_select(hkm_gpu_model *g, const int32_t *ids) {
+    hkm_err err = {{0}};
+    int L = hkm_gpu_model_config(g)->n_layers, K = 12;
+    call_stats full[2], mx[2], sm[2];
+    two_calls(g, ids, 0, full);
+    full[0].which = full[1].which = HKM_GPU_STAT_BOTH;
+    two_calls(g, ids, HKM_GPU_STAT_MAX, mx);
+    two_calls(g, ids, HKM_GPU_STAT_SUM, sm);
+    if (!full[1].colmax || !mx[1].colmax || !sm[1].colsum) {
+        CHECK(0, "selective statistics: callback not called");
+        return;
+    }
+    int H = full[0].H;
+    for (int k = 0; k < 2; k++) {
+        size_t n = (size_t)L * H * full[k].nk;
+        CHECK(mx[k].null_ok && sm[k].null_ok, "selective statistics: the unselected one was "
+              "handed out (call %d)", k);
+        CHECK(mx[k].nk == full[k].nk && sm[k].nk == full[k].nk, "selective statistics: stride");
+        compare("selective column max = full", mx[k].colmax, full[k].colmax, n, 0, 0);
+        compare("selective column sum = full", sm[k].colsum, full[k].colsum, n, 0, 0);
+    }
+    /* host reference of the accumulation over keys [0, K) */
+    size_t na = (size_t)L * H * K;
+    float *rmax = calloc(na, 4), *rsum = calloc(na, 4), *amax = malloc(na * 4),
+          *asum = malloc(na * 4);
+    for (int k = 0; k < 2; k++)
+        for (size_t lh = 0; lh < (size_t)L * H; lh++)
+            for (int j = 0; j < K && j < full[k].nk; j++) {
+                float m = full[k].colmax[lh * full[k].nk + j], s = full[k].colsum[lh * full[k].nk + j];
+                if (m > rmax[lh * K + j]) rmax[lh * K + j] = m;
+                rsum[lh * K + j] += s;
+            }
+    hkm_gpu_stats_acc *acc = NULL;
+    hkm_gpu_cache *c = NULL;
+    CHECK(hkm_gpu_stats_acc_create(g, 32, &acc, &err) == HKM_OK, "%s", err.msg);
+    CHECK(hkm_gpu_cache_create(g, 64, &c, &err) == HKM_OK, "%s", err.msg);
+    CHECK(hkm_gpu_stats_acc_reset(acc, 0, &err) == HKM_ERR_ARG, "acc reset to 0 keys accepted");
+    CHECK(hkm_gpu_stats_acc_reset(acc, 33, &err) == HKM_ERR_ARG, "acc reset past max accepted");
+    for (int which = HKM_GPU_STAT_MAX; acc && c && which <= HKM_GPU_STAT_BOTH; which++) {
+        hkm_gpu_cache_reset(c);
+        memset(amax, 0xff, na * 4), memset(asum, 0xff, na * 4);
+        CHECK(hkm_gpu_stats_acc_reset(acc, K, &err) == HKM_OK, "%s", err.msg);
+        for (int k = 0; k < 2; k++) {
+            hkm_gpu_capture cap = {{0}, NULL, NULL, 0, 8, 0, which, acc};
+            CHECK(hkm_gpu_forward(g, c, ids + 8 * k, 8, HKM_LOGITS_NONE, NULL, &cap, &err) ==
+                  HKM_OK, "%s", err.msg);
+        }
+        CHECK(hkm_gpu_stats_acc_read(acc, amax, asum, &err) == HKM_OK, "%s", err.msg);
+        const float *zero = calloc(na, 4);
+        compare("accumulated column max", amax, which & HKM_GPU_STAT_MAX ? rmax : zero, na,
+                1e-7f, 1e-6f);
+        compare("accumulated column sum", asum, which & HKM_GPU_STAT_SUM ? rsum : zero, na,
+                1e-7f, 1e-6f);
+        free((void *)zero);
+    }
+    hkm_gpu_capture bad = {{0}, on_call_stats, &full[0], 0, 8, 1, 4, NULL};
+    if (c) {
+        int rc = hkm_gpu_forward(g, c, ids, 8, HKM_LOGITS_NONE, NULL, &bad, &err);
+        CHECK(rc == HKM_ERR_ARG, "stats_which 4 accepted");
+        if (rc == HKM_ERR_ARG) printf("PASS stats_which 4 refused: %s\n", err.msg);
+    }
+    hkm_gpu_cache_free(c);
+    hkm_gpu_stats_acc_free(acc);
+    free(rmax), free(rsum), free(amax), free(asum);
+    for (int k = 0; k < 2; k++) {
+        free(full[k].colmax), free(full[k].colsum), free(mx[k].colmax), free(mx[k].colsum);
+        free(sm[k].colmax), free(sm[k].colsum);
+    }
 }
 
 /* ---------------------------------------------------------------- random models */
@@ -255,6 +363,7 @@ static void test_random(const char *name, hkm_arch arch, hkm_rope_type rope, int
     CHECK(hkm_gpu_forward(g, gc, &bad, 1, HKM_LOGITS_NONE, NULL, NULL, &err) == HKM_ERR_ARG,
           "bad id accepted");
     test_capture(m, g, ids, 16); /* one chunk: the model was uploaded with max_chunk 16 */
+    test_stats_select(g, ids);
     free(ref), free(got);
     hkm_kvcache_free(kc);
     hkm_gpu_cache_free(gc);

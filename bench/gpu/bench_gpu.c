@@ -79,7 +79,7 @@ static double prefill_time(hkm_gpu_model *g, hkm_gpu_cache *kc, const int32_t *i
         double t = now();
         for (int s = 0; s < n; s += chunk) {
             int k = n - s < chunk ? n - s : chunk, last = s + k == n;
-            hkm_gpu_capture gc = {{0}, on_stats, &calls, k > 64 ? k - 64 : 0, k, 0};
+            hkm_gpu_capture gc = {{0}, on_stats, &calls, k > 64 ? k - 64 : 0, k, 0, 0, NULL};
             if (hkm_gpu_forward(g, kc, ids + s, k, last ? HKM_LOGITS_LAST : HKM_LOGITS_NONE, logits,
                                 cap && last ? &gc : NULL, &err) != HKM_OK)
                 DIE("prefill: %s", err.msg);

@@ -5,6 +5,13 @@
 
 #include <string.h>
 
+/* Column statistics accumulated over calls (hubkv_cuda.h). */
+struct hkm_gpu_stats_acc {
+    hkm_gpu_model *g;
+    int max_keys, keys;
+    float *max, *sum; /* (n_layers, n_heads, keys) each, in one allocation */
+};
+
 /* ---------------------------------------------------------------- products */
 
 /* Y (n, out) fp32 = X (n, in) bf16 . W^T, W (out, in) bf16 row-major;
@@ -69,7 +76,12 @@ static void call_free(fwd_call *f) {
 
 static int want_cap(const fwd_call *f) { return f->cap && f->cap->cap.fn; }
 static int want_stats(const fwd_call *f) {
-    return f->cap && f->cap->stats_fn && f->cap->stat_row1 > f->cap->stat_row0;
+    return f->cap && (f->cap->stats_fn || f->cap->stats_acc) &&
+           f->cap->stat_row1 > f->cap->stat_row0;
+}
+/* The statistics asked (HKM_GPU_STAT_* mask; 0 means both). */
+static int stats_which(const fwd_call *f) {
+    return f->cap->stats_which ? f->cap->stats_which : HKM_GPU_STAT_BOTH;
 }
 static int want_rows(const fwd_call *f) { return want_cap(f) && f->cap->cap.n_rows > 0; }
 
@@ -134,12 +146,13 @@ static hkm_status call_setup(hkm_gpu_model *g, const hkm_gpu_cache *c, fwd_call 
         if (!f->h_probs) return hkm_fail(err, HKM_ERR_NOMEM, "GPU forward: no host memory for "
                                          "%zu probabilities", H * nr * (size_t)nk_max);
     }
-    if (want_stats(f)) {
+    if (want_stats(f) && !f->cap->stats_acc) {
         HKM_TRY(grow_stats(g, H * (size_t)nk_max, err));
         if (f->cap->stats_to_host) {
-            f->h_colmax = malloc(H * (size_t)nk_max * 4);
-            f->h_colsum = malloc(H * (size_t)nk_max * 4);
-            if (!f->h_colmax || !f->h_colsum)
+            int w = stats_which(f);
+            if (w & HKM_GPU_STAT_MAX) f->h_colmax = malloc(H * (size_t)nk_max * 4);
+            if (w & HKM_GPU_STAT_SUM) f->h_colsum = malloc(H * (size_t)nk_max * 4);
+            if ((w & HKM_GPU_STAT_MAX && !f->h_colmax) || (w & HKM_GPU_STAT_SUM && !f->h_colsum))
                 return hkm_fail(err, HKM_ERR_NOMEM, "GPU forward: no host memory for stats");
         }
     }
@@ -178,7 +191,13 @@ static hkm_status check_call(const hkm_gpu_model *g, const hkm_gpu_cache *c, con
                 return hkm_fail(err, HKM_ERR_ARG, "hkm_gpu_forward: capture rows[%d] = %d, "
                                 "expected increasing indices in [0, %d)", i, k->rows[i], n);
     }
-    if (cap->stats_fn && (cap->stat_row0 < 0 || cap->stat_row1 > n || cap->stat_row0 > cap->stat_row1))
+    if (cap->stats_which < 0 || cap->stats_which > HKM_GPU_STAT_BOTH)
+        return hkm_fail(err, HKM_ERR_ARG, "hkm_gpu_forward: stats_which %d, expected a mask of "
+                        "HKM_GPU_STAT_MAX | HKM_GPU_STAT_SUM (0 = both)", cap->stats_which);
+    if (cap->stats_acc && cap->stats_acc->g != g)
+        return hkm_fail(err, HKM_ERR_ARG, "hkm_gpu_forward: stats_acc was made for another model");
+    if ((cap->stats_fn || cap->stats_acc) &&
+        (cap->stat_row0 < 0 || cap->stat_row1 > n || cap->stat_row0 > cap->stat_row1))
         return hkm_fail(err, HKM_ERR_ARG, "hkm_gpu_forward: stat rows [%d, %d), expected a "
                         "range within [0, %d)", cap->stat_row0, cap->stat_row1, n);
     return HKM_OK;
@@ -194,6 +213,82 @@ static void heads_major(const float *src, int n, int width, int slot0, int slots
             memcpy(dst + ((size_t)s * n + t) * hd, src + (size_t)t * width + (size_t)(slot0 + s) * hd,
                    (size_t)hd * 4);
 }
+
+/* ---------------------------------------------------------------- statistics */
+
+hkm_status hkm_gpu_stats_acc_create(hkm_gpu_model *g, int max_keys, hkm_gpu_stats_acc **out,
+                                    hkm_err *err) {
+    if (!out) return hkm_fail(err, HKM_ERR_ARG, "hkm_gpu_stats_acc_create: out is NULL");
+    *out = NULL;
+    if (!g || max_keys <= 0)
+        return hkm_fail(err, HKM_ERR_ARG, "hkm_gpu_stats_acc_create: need a model and "
+                        "max_keys >= 1 (got %d)", max_keys);
+    hkm_gpu_stats_acc *a = calloc(1, sizeof *a);
+    if (!a) return hkm_fail(err, HKM_ERR_NOMEM, "hkm_gpu_stats_acc_create: no host memory");
+    size_t per = (size_t)g->cfg.n_layers * g->cfg.n_heads * max_keys;
+    a->g = g;
+    a->max_keys = max_keys;
+    hkm_status st = hkg_malloc(g, (void **)&a->max, 2 * per * 4, "statistics accumulator", err);
+    if (st != HKM_OK) { free(a); return st; }
+    a->sum = a->max + per;
+    st = hkm_gpu_stats_acc_reset(a, max_keys, err);
+    if (st != HKM_OK) { hkm_gpu_stats_acc_free(a); return st; }
+    *out = a;
+    return HKM_OK;
+}
+
+void hkm_gpu_stats_acc_free(hkm_gpu_stats_acc *a) {
+    if (!a) return;
+    hkg_free(a->g, a->max, 2 * (size_t)a->g->cfg.n_layers * a->g->cfg.n_heads * a->max_keys * 4);
+    free(a);
+}
+
+int hkm_gpu_stats_acc_keys(const hkm_gpu_stats_acc *a) { return a ? a->keys : 0; }
+
+hkm_status hkm_gpu_stats_acc_reset(hkm_gpu_stats_acc *a, int keys, hkm_err *err) {
+    if (!a || keys < 1 || keys > a->max_keys)
+        return hkm_fail(err, HKM_ERR_ARG, "hkm_gpu_stats_acc_reset: keys %d, expected 1..%d",
+                        keys, a ? a->max_keys : 0);
+    size_t bytes = (size_t)a->g->cfg.n_layers * a->g->cfg.n_heads * keys * 4;
+    a->keys = keys;
+    HKG_CUDA(cudaMemsetAsync(a->max, 0, bytes, a->g->stream), err);
+    HKG_CUDA(cudaMemsetAsync(a->sum, 0, bytes, a->g->stream), err);
+    return HKM_OK;
+}
+
+hkm_status hkm_gpu_stats_acc_read(const hkm_gpu_stats_acc *a, float *colmax, float *colsum,
+                                  hkm_err *err) {
+    if (!a) return hkm_fail(err, HKM_ERR_ARG, "hkm_gpu_stats_acc_read: accumulator is NULL");
+    size_t bytes = (size_t)a->g->cfg.n_layers * a->g->cfg.n_heads * a->keys * 4;
+    cudaStream_t s = a->g->stream;
+    if (colmax) HKG_CUDA(cudaMemcpyAsync(colmax, a->max, bytes, cudaMemcpyDeviceToHost, s), err);
+    if (colsum) HKG_CUDA(cudaMemcpyAsync(colsum, a->sum, bytes, cudaMemcpyDeviceToHost, s), err);
+    HKG_CUDA(cudaStreamSynchronize(s), err);
+    return HKM_OK;
+}
+
+/* Layer l's column statistics (nk keys per head): into the per-call buffers,
+ * or maxed / added into the accumulator's keys only. */
+static hkm_status run_colstats(hkm_gpu_model *g, const fwd_call *f, int l, int nk,
+                               const hkg_attn_args *a, hkm_err *err) {
+    const hkm_gpu_capture *cp = f->cap;
+    int w = stats_which(f), mx = w & HKM_GPU_STAT_MAX, sm = w & HKM_GPU_STAT_SUM;
+    const hkm_gpu_stats_acc *acc = cp->stats_acc;
+    if (!acc) {
+        HKG_CUDA(hkg_attn_colstats_ex(a, g->lse, cp->stat_row0, cp->stat_row1, nk, nk, 0,
+                                      mx ? g->colmax : NULL, sm ? g->colsum : NULL, g->stream),
+                 err);
+        return HKM_OK;
+    }
+    size_t off = (size_t)l * g->cfg.n_heads * acc->keys;
+    int n_out = nk < acc->keys ? nk : acc->keys;
+    HKG_CUDA(hkg_attn_colstats_ex(a, g->lse, cp->stat_row0, cp->stat_row1, n_out, acc->keys, 1,
+                                  mx ? acc->max + off : NULL, sm ? acc->sum + off : NULL,
+                                  g->stream), err);
+    return HKM_OK;
+}
+
+/* ---------------------------------------------------------------- capture */
 
 static hkm_status run_capture(hkm_gpu_model *g, const hkm_gpu_cache *c, fwd_call *f, int l,
                               const hkg_attn_args *a, hkm_err *err) {
@@ -211,10 +306,10 @@ static hkm_status run_capture(hkm_gpu_model *g, const hkm_gpu_cache *c, fwd_call
         HKG_CUDA(cudaMemcpyAsync(f->h_probs, g->probs, (size_t)H * nr * nk * 4,
                                  cudaMemcpyDeviceToHost, s), err);
     }
-    if (want_stats(f))
-        HKG_CUDA(hkg_attn_colstats(a, g->lse, f->cap->stat_row0, f->cap->stat_row1, nk,
-                                   g->colmax, g->colsum, s), err);
-    HKG_CUDA(cudaStreamSynchronize(s), err);
+    const hkm_gpu_stats_acc *acc = want_stats(f) ? f->cap->stats_acc : NULL;
+    if (want_stats(f)) HKM_TRY(run_colstats(g, f, l, nk, a, err));
+    /* device-only accumulation needs no host round trip per layer */
+    if (want_cap(f) || (want_stats(f) && !acc)) HKG_CUDA(cudaStreamSynchronize(s), err);
     if (want_cap(f)) {
         hkm_layer_capture lc = {0};
         lc.layer = l;
@@ -238,14 +333,18 @@ static hkm_status run_capture(hkm_gpu_model *g, const hkm_gpu_cache *c, fwd_call
         }
         f->cap->cap.fn(f->cap->cap.user, &lc);
     }
-    if (want_stats(f)) {
+    if (want_stats(f) && !acc) {
+        int w = stats_which(f);
         hkm_gpu_layer_stats st = {l, f->n, f->pos0, H, KV, f->cap->stat_row0, f->cap->stat_row1,
-                                  nk, f->n_keys, g->colmax, g->colsum, NULL, NULL};
+                                  nk, f->n_keys, w & HKM_GPU_STAT_MAX ? g->colmax : NULL,
+                                  w & HKM_GPU_STAT_SUM ? g->colsum : NULL, NULL, NULL};
+        size_t bytes = (size_t)H * nk * 4;
         if (f->h_colmax) {
-            size_t bytes = (size_t)H * nk * 4;
             HKG_CUDA(cudaMemcpy(f->h_colmax, g->colmax, bytes, cudaMemcpyDeviceToHost), err);
-            HKG_CUDA(cudaMemcpy(f->h_colsum, g->colsum, bytes, cudaMemcpyDeviceToHost), err);
             st.colmax = f->h_colmax;
+        }
+        if (f->h_colsum) {
+            HKG_CUDA(cudaMemcpy(f->h_colsum, g->colsum, bytes, cudaMemcpyDeviceToHost), err);
             st.colsum = f->h_colsum;
         }
         f->cap->stats_fn(f->cap->stats_user, &st);

@@ -125,6 +125,11 @@ cudaError_t hkg_attn_probs(const hkg_attn_args *a, const float *lse, const int32
 /* colmax, colsum (H, nk_max) over rows [r0, r1), as in hkm_gpu_layer_stats. */
 cudaError_t hkg_attn_colstats(const hkg_attn_args *a, const float *lse, int r0, int r1,
                               int nk_max, float *colmax, float *colsum, cudaStream_t s);
+/* The same for keys [0, nk_out) only, rows of stride ld; colmax or colsum may
+ * be NULL (skipped); acc != 0 maxes / adds into them instead of storing. */
+cudaError_t hkg_attn_colstats_ex(const hkg_attn_args *a, const float *lse, int r0, int r1,
+                                 int nk_out, int ld, int acc, float *colmax, float *colsum,
+                                 cudaStream_t s);
 
 #ifdef __cplusplus
 }

@@ -43,14 +43,17 @@ extern "C" cudaError_t hkg_attn_probs(const hkg_attn_args *a, const float *lse,
 /* Column statistics on the tensor cores: a block owns CS_BN keys of one query
  * head and walks the rows [r0, r1) in tiles of 64 (16 per warp); S = Q K^T by
  * mma as in the prefill kernel, p = exp2(S*scale*log2e - lse*log2e), masked,
- * reduced over the rows in registers, then over the warps in shared memory. */
+ * reduced over the rows in registers, then over the warps in shared memory.
+ * Either output may be NULL (not stored); acc: max / add into the outputs
+ * (each (head, key) has one owner thread, so no atomics). Keys >= nk_out are
+ * neither computed nor stored; ld is the outputs' row stride. */
 #define CS_BN 64
 #define CS_BM 64
 
 template <int HD>
 static __global__ void __launch_bounds__(FA_THREADS)
-colstats_mma_kernel(hkg_attn_args a, const float *lse, int r0, int r1, int nk_max,
-                    float *colmax, float *colsum) {
+colstats_mma_kernel(hkg_attn_args a, const float *lse, int r0, int r1, int nk_out, int ld,
+                    int acc, float *colmax, float *colsum) {
     constexpr int LD = HD + 8, NB = CS_BN / 8;
     extern __shared__ __align__(16) unsigned char cs_smem[];
     bf16 *Ks = reinterpret_cast<bf16 *>(cs_smem), *Qs = Ks + CS_BN * LD;
@@ -115,17 +118,19 @@ colstats_mma_kernel(hkg_attn_args a, const float *lse, int r0, int r1, int nk_ma
             }
     __syncthreads();
     for (int c = threadIdx.x; c < CS_BN; c += FA_THREADS) {
-        if (j0 + c >= nk_max) continue;
+        if (j0 + c >= nk_out) continue;
         float m = 0.0f, sum = 0.0f;
         for (int w = 0; w < FA_WARPS; w++) m = fmaxf(m, red_m[w][c]), sum += red_s[w][c];
-        colmax[(size_t)h * nk_max + j0 + c] = m;
-        colsum[(size_t)h * nk_max + j0 + c] = sum;
+        const size_t o = (size_t)h * ld + j0 + c;
+        if (colmax) colmax[o] = acc ? fmaxf(colmax[o], m) : m;
+        if (colsum) colsum[o] = acc ? colsum[o] + sum : sum;
     }
 }
 
 template <int HD>
 static cudaError_t launch_colstats(const hkg_attn_args *a, const float *lse, int r0, int r1,
-                                   int nk_max, float *colmax, float *colsum, cudaStream_t s) {
+                                   int nk_out, int ld, int acc, float *colmax, float *colsum,
+                                   cudaStream_t s) {
     constexpr size_t smem = (size_t)(CS_BN + CS_BM) * (HD + 8) * sizeof(bf16);
     static bool raised = false;
     if (smem > 48 * 1024 - 2 * FA_WARPS * CS_BN * 4 && !raised) {
@@ -135,21 +140,29 @@ static cudaError_t launch_colstats(const hkg_attn_args *a, const float *lse, int
         if (e != cudaSuccess) return e;
         raised = true;
     }
-    dim3 grid((nk_max + CS_BN - 1) / CS_BN, a->H);
-    colstats_mma_kernel<HD><<<grid, FA_THREADS, smem, s>>>(*a, lse, r0, r1, nk_max, colmax,
-                                                           colsum);
+    dim3 grid((nk_out + CS_BN - 1) / CS_BN, a->H);
+    colstats_mma_kernel<HD><<<grid, FA_THREADS, smem, s>>>(*a, lse, r0, r1, nk_out, ld, acc,
+                                                           colmax, colsum);
     return HKG_LAUNCHED();
+}
+
+extern "C" cudaError_t hkg_attn_colstats_ex(const hkg_attn_args *a, const float *lse, int r0,
+                                            int r1, int nk_out, int ld, int acc, float *colmax,
+                                            float *colsum, cudaStream_t s) {
+    if (nk_out <= 0 || (!colmax && !colsum)) return cudaSuccess;
+    if (a->hd <= 0 || a->hd % 8 || a->hd > HKG_MAX_HEAD_DIM || a->KV <= 0 || a->H % a->KV ||
+        r0 < 0 || r1 > a->n || ld < nk_out)
+        return cudaErrorInvalidValue;
+#define HKG_CS(D) launch_colstats<D>(a, lse, r0, r1, nk_out, ld, acc, colmax, colsum, s)
+    if (a->hd <= 32) return HKG_CS(32);
+    if (a->hd <= 64) return HKG_CS(64);
+    if (a->hd <= 128) return HKG_CS(128);
+    return HKG_CS(256);
+#undef HKG_CS
 }
 
 extern "C" cudaError_t hkg_attn_colstats(const hkg_attn_args *a, const float *lse, int r0,
                                          int r1, int nk_max, float *colmax, float *colsum,
                                          cudaStream_t s) {
-    if (nk_max <= 0) return cudaSuccess;
-    if (a->hd <= 0 || a->hd % 8 || a->hd > HKG_MAX_HEAD_DIM || a->KV <= 0 || a->H % a->KV ||
-        r0 < 0 || r1 > a->n)
-        return cudaErrorInvalidValue;
-    if (a->hd <= 32) return launch_colstats<32>(a, lse, r0, r1, nk_max, colmax, colsum, s);
-    if (a->hd <= 64) return launch_colstats<64>(a, lse, r0, r1, nk_max, colmax, colsum, s);
-    if (a->hd <= 128) return launch_colstats<128>(a, lse, r0, r1, nk_max, colmax, colsum, s);
-    return launch_colstats<256>(a, lse, r0, r1, nk_max, colmax, colsum, s);
+    return hkg_attn_colstats_ex(a, lse, r0, r1, nk_max, nk_max, 0, colmax, colsum, s);
 }

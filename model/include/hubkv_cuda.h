@@ -98,10 +98,30 @@ typedef struct {
     const float *d_colmax;/* (n_heads, n_keys_max) device memory */
     const float *d_colsum;/* (n_heads, n_keys_max) device memory */
     const float *colmax;  /* host copies when stats_to_host, else NULL */
-    const float *colsum;
+    const float *colsum;  /* (a statistic not selected by stats_which: NULL, device and host) */
 } hkm_gpu_layer_stats;
 
 typedef void (*hkm_gpu_stats_fn)(void *user, const hkm_gpu_layer_stats *st);
+
+/* Which column statistics a capture computes (a mask; 0 means both). */
+enum { HKM_GPU_STAT_MAX = 1, HKM_GPU_STAT_SUM = 2, HKM_GPU_STAT_BOTH = 3 };
+
+/* Column statistics accumulated on the device over several forward calls
+ * (e.g. every chunk of one pass), copied to the host once: per layer and
+ * query head, keys [0, keys) of the head's list; colmax is the max over the
+ * calls, colsum the sum. */
+typedef struct hkm_gpu_stats_acc hkm_gpu_stats_acc;
+
+/* Room for up to max_keys keys per head; zeroed, with keys = max_keys. */
+hkm_status hkm_gpu_stats_acc_create(hkm_gpu_model *g, int max_keys, hkm_gpu_stats_acc **out,
+                                    hkm_err *err);
+void hkm_gpu_stats_acc_free(hkm_gpu_stats_acc *a);
+/* Zero both statistics and keep keys [0, keys) (1 <= keys <= max_keys). */
+hkm_status hkm_gpu_stats_acc_reset(hkm_gpu_stats_acc *a, int keys, hkm_err *err);
+int hkm_gpu_stats_acc_keys(const hkm_gpu_stats_acc *a);
+/* Copy to the host as (n_layers, n_heads, keys); either may be NULL. */
+hkm_status hkm_gpu_stats_acc_read(const hkm_gpu_stats_acc *a, float *colmax, float *colsum,
+                                  hkm_err *err);
 
 typedef struct {
     hkm_capture cap;           /* same meaning as for hkm_forward_cpu */
@@ -109,6 +129,11 @@ typedef struct {
     void *stats_user;
     int stat_row0, stat_row1;  /* query rows of this call, [row0, row1) */
     int stats_to_host;         /* also copy the statistics to the host */
+    int stats_which;           /* HKM_GPU_STAT_* mask; 0 = both. The other is neither
+                                  computed nor copied */
+    hkm_gpu_stats_acc *stats_acc; /* non-NULL: the selected statistics of keys below its
+                                  keys are maxed / added into it (no other key is computed);
+                                  then stats_fn may be NULL, and is not called */
 } hkm_gpu_capture;
 
 /* ---------------------------------------------------------------- forward */
