@@ -16,30 +16,34 @@
  * of units over up to 2^16 buckets of the (order-preserving) key bits finds the
  * bucket where each target's prefix ends; a second pass counts every head's
  * units in earlier buckets and gathers the blocks of those boundary buckets,
- * which alone are sorted. Blocks are generated from the knots twice and
- * never stored: O(total knots + boundary blocks log) time, O(n_heads *
- * n_targets + buckets) memory. */
+ * which alone are sorted (each bucket on its own). Blocks are generated from
+ * the knots once and stored when they fit (up to 64 MiB; the buckets then
+ * span their exact key range), else twice: O(total knots + boundary blocks
+ * log) time, O(n_heads * n_targets + buckets) memory beyond that store. */
 #include "hubkv_internal.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 /* ------------------------------------------------------------------------ */
 /* Curve geometry                                                            */
 
-/* One head's curve: K knots (x_k, y_k) = (grid[ix(k)], loss[ix(k)]), where
- * ix(k) = kn[k] with knots, else k. Linear between knots. */
+/* One head's curve: K knots (x_k, y_k), linear between knots. With a knot
+ * list the knots are first gathered from the (large, cache-cold) loss array
+ * into per-call scratch (head_curve), so the run loop reads two small
+ * contiguous arrays instead of missing the cache at every knot. */
 typedef struct {
-    const float *grid; /* (G) */
-    const float *loss; /* (G) of this head */
-    const int32_t *kn; /* (K) grid indices, or NULL = every grid point */
+    const double *x;   /* (K) keep fractions */
+    const double *y;   /* (K) loss */
     int32_t K;
     double n;          /* N as double */
 } curve;
 
-static double kx(const curve *c, int32_t k) { return c->grid[c->kn ? c->kn[k] : k]; }
-static double ky(const curve *c, int32_t k) { return c->loss[c->kn ? c->kn[k] : k]; }
+static double kx(const curve *c, int32_t k) { return c->x[k]; }
+static double ky(const curve *c, int32_t k) { return c->y[k]; }
 
 /* Loss at token count t, linear inside the knots and extrapolated with the
  * end segments outside them. The search starts at segment g0 (t only grows). */
@@ -157,7 +161,8 @@ static int32_t seg_at(const curve *c, int64_t t) {
 /* Key range: the largest key is some head's first gain (keys only fall);
  * the last units' gains estimate the smallest (smaller keys share the last
  * bucket, which costs time, never correctness). */
-static bucketing make_bucketing(const hubkv_budget_params *p, int64_t lo, int64_t hi);
+static bucketing make_bucketing(const hubkv_budget_params *p, int64_t lo, int64_t hi, double *sx, double *sy);
+static bucketing range_bucketing(uint64_t dmin, uint64_t dmax, int32_t n_heads);
 
 typedef struct {
     uint64_t d;
@@ -173,6 +178,27 @@ static int gblock_cmp(const void *va, const void *vb) {
 
 /* ------------------------------------------------------------------------ */
 /* Greedy                                                                    */
+
+/* The block store's limit: 2^22 blocks, 64 MiB (2 per knot: 98-knot hulls of
+ * 5,120 heads fit; all-knot curves on a 4,096-point grid do not). */
+enum { STORE_MAX = 1 << 22 };
+
+/* Large scratch, not zeroed: 2 MiB-aligned and marked for transparent huge
+ * pages, since faulting it in 4 KiB pages costs about as much as filling it.
+ * Freed with free(). */
+static void *alloc_big(size_t n, size_t size) {
+    size_t bytes = n * size;
+    enum { HUGE_PAGE = 2 << 20 };
+#ifdef MADV_HUGEPAGE
+    if (n && bytes / n == size && bytes >= HUGE_PAGE) {
+        void *q;
+        if (posix_memalign(&q, HUGE_PAGE, bytes)) return NULL;
+        madvise(q, bytes, MADV_HUGEPAGE); /* advisory: failure costs only speed */
+        return q;
+    }
+#endif
+    return malloc(bytes ? bytes : 1);
+}
 
 hubkv_budget_params hubkv_budget_default_params(void) {
     hubkv_budget_params p = {0};
@@ -194,7 +220,10 @@ static hubkv_status check_params(const hubkv_budget_params *p, char *err, size_t
             return hkv_fail(err, cap, HUBKV_ERR_RANGE,
                             "budget: grid[%d] = %g; expected strictly increasing values in [0, 1]", g, x);
     }
-    for (int64_t i = 0; i < (int64_t)p->n_heads * p->n_grid; i++)
+    int64_t n = (int64_t)p->n_heads * p->n_grid;
+    int ok = 1; /* branch-free scan first (vectorises), then locate */
+    for (int64_t i = 0; i < n; i++) ok &= fabsf(p->loss[i]) <= FLT_MAX;
+    for (int64_t i = 0; !ok && i < n; i++)
         if (!isfinite(p->loss[i]))
             return hkv_fail(err, cap, HUBKV_ERR_RANGE, "budget: loss[%lld] (head %lld, grid %lld) is not finite",
                             (long long)i, (long long)(i / p->n_grid), (long long)(i % p->n_grid));
@@ -220,19 +249,25 @@ static hubkv_status check_knots(const hubkv_budget_params *p, char *err, size_t 
     return HUBKV_OK;
 }
 
-static curve head_curve(const hubkv_budget_params *p, int32_t h) {
-    curve c = {p->grid, p->loss + (size_t)h * p->n_grid, NULL, p->n_grid, (double)p->n_tokens};
+/* Head h's knots into sx, sy (G each): the gathers are independent loads,
+ * so their cache misses overlap. Values are the floats, widened exactly. */
+static curve head_curve(const hubkv_budget_params *p, int32_t h, double *sx, double *sy) {
+    const float *y = p->loss + (size_t)h * p->n_grid;
+    curve c = {sx, sy, p->n_grid, (double)p->n_tokens};
     if (p->knots) {
-        c.kn = p->knots + p->knot_off[h];
+        const int32_t *kn = p->knots + p->knot_off[h];
         c.K = (int32_t)(p->knot_off[h + 1] - p->knot_off[h]);
+        for (int32_t k = 0; k < c.K; k++) sx[k] = p->grid[kn[k]], sy[k] = y[kn[k]];
+    } else {
+        for (int32_t k = 0; k < c.K; k++) sx[k] = p->grid[k], sy[k] = y[k];
     }
     return c;
 }
 
-static bucketing make_bucketing(const hubkv_budget_params *p, int64_t lo, int64_t hi) {
+static bucketing make_bucketing(const hubkv_budget_params *p, int64_t lo, int64_t hi, double *sx, double *sy) {
     uint64_t dmin = UINT64_MAX, dmax = 0;
     for (int32_t h = 0; h < p->n_heads; h++) {
-        curve c = head_curve(p, h);
+        curve c = head_curve(p, h, sx, sy);
         int64_t run;
         int32_t seg = 0;
         uint64_t d0 = desc_bits(curve_next(&c, lo, &run, &seg));
@@ -241,8 +276,13 @@ static bucketing make_bucketing(const hubkv_budget_params *p, int64_t lo, int64_
         if (d0 < dmin) dmin = d0;
         if (d1 > dmax) dmax = d1;
     }
+    return range_bucketing(dmin, dmax, p->n_heads);
+}
+
+/* Buckets spanning keys [dmin, dmax]. */
+static bucketing range_bucketing(uint64_t dmin, uint64_t dmax, int32_t n_heads) {
     bucketing bk = {dmin, 0, 256};
-    while (bk.nb < NBKT_MAX && bk.nb < 16 * (int64_t)p->n_heads) bk.nb *= 2;
+    while (bk.nb < NBKT_MAX && bk.nb < 16 * (int64_t)n_heads) bk.nb *= 2;
     uint64_t span = dmax > dmin ? dmax - dmin : 0;
     while ((span >> bk.shift) >= (uint64_t)bk.nb) bk.shift++;
     return bk;
@@ -272,26 +312,73 @@ static hubkv_status greedy_sweep(const hubkv_budget_params *p, int64_t lo, int64
     int32_t H = p->n_heads;
     for (int64_t i = 0; i < (int64_t)n_targets * H; i++) out[i] = lo;
     if (lo >= hi) return HUBKV_OK; /* every target is H * lo */
-    bucketing bk = make_bucketing(p, lo, hi);
-    int32_t NB = bk.nb;
-    uint64_t *units = hkv_calloc((size_t)NB, sizeof *units);
-    uint32_t *items = hkv_calloc((size_t)NB, sizeof *items);
-    int32_t *first_after = hkv_calloc((size_t)NB, sizeof *first_after); /* first k with bnd[k] > bucket */
-    int64_t *gpos = hkv_calloc((size_t)NB, sizeof *gpos);               /* boundary bucket: 1 + gathered offset */
-    int32_t *bnd = hkv_calloc((size_t)n_targets, sizeof *bnd);
-    int64_t *rem = hkv_calloc((size_t)n_targets, sizeof *rem), *acc = hkv_calloc((size_t)n_targets + 1, sizeof *acc);
+    double *sx = hkv_calloc((size_t)p->n_grid, sizeof *sx), *sy = hkv_calloc((size_t)p->n_grid, sizeof *sy);
+    if (!sx || !sy) {
+        free(sx), free(sy);
+        return hkv_fail(err, cap, HUBKV_ERR_NOMEM, "budget: out of memory for %d grid points", p->n_grid);
+    }
+    uint64_t *sd = NULL; /* stored blocks: keys, units, per-head offsets */
+    int64_t *sc = NULL, *boff = NULL;
+    uint64_t *units = NULL;
+    uint32_t *items = NULL;
+    int32_t *first_after = NULL, *bnd = NULL;
+    int64_t *gpos = NULL, *rem = NULL, *acc = NULL;
     gblock *gat = NULL;
+    int64_t *cum = NULL;
     hubkv_status st = HUBKV_OK;
+    // The blocks are kept for the passes below when they fit (at most 2 per
+    // knot and head) in a bounded store; then one generation serves all and
+    // the buckets span the exact key range. Otherwise each pass generates
+    // them again and the range is estimated.
+    int64_t nknots = p->knots ? p->knot_off[H] : (int64_t)H * p->n_grid, scap = 2 * nknots + 2 * (int64_t)H;
+    bucketing bk;
+    if (scap <= STORE_MAX) {
+        sd = alloc_big((size_t)scap, sizeof *sd);
+        sc = alloc_big((size_t)scap, sizeof *sc);
+        boff = hkv_calloc((size_t)H + 1, sizeof *boff);
+        if (!sd || !sc || !boff) goto nomem;
+        uint64_t dmin = UINT64_MAX, dmax = 0;
+        int64_t nbk = 0;
+        for (int32_t h = 0; h < H; h++) {
+            blocks b = blocks_start(head_curve(p, h, sx, sy), lo, hi);
+            double key;
+            int64_t cnt;
+            while (blocks_next(&b, &key, &cnt)) {
+                uint64_t d = desc_bits(key);
+                dmin = d < dmin ? d : dmin, dmax = d > dmax ? d : dmax;
+                sd[nbk] = d, sc[nbk] = cnt, nbk++;
+            }
+            boff[h + 1] = nbk;
+        }
+        bk = range_bucketing(dmin, dmax, H);
+    } else {
+        bk = make_bucketing(p, lo, hi, sx, sy);
+    }
+    int32_t NB = bk.nb;
+    units = hkv_calloc((size_t)NB, sizeof *units);
+    items = hkv_calloc((size_t)NB, sizeof *items);
+    first_after = hkv_calloc((size_t)NB, sizeof *first_after); /* first k with bnd[k] > bucket */
+    gpos = hkv_calloc((size_t)NB, sizeof *gpos);               /* boundary bucket: 1 + gathered offset */
+    bnd = hkv_calloc((size_t)n_targets, sizeof *bnd);
+    rem = hkv_calloc((size_t)n_targets, sizeof *rem), acc = hkv_calloc((size_t)n_targets + 1, sizeof *acc);
     if (!units || !items || !first_after || !gpos || !bnd || !rem || !acc) goto nomem;
     // Pass 1: units and blocks per bucket.
-    for (int32_t h = 0; h < H; h++) {
-        blocks b = blocks_start(head_curve(p, h), lo, hi);
-        double key;
-        int64_t cnt;
-        while (blocks_next(&b, &key, &cnt)) {
-            int32_t c = bucket_of(&bk, desc_bits(key));
-            units[c] += (uint64_t)cnt;
+    if (sd) {
+        for (int64_t i = 0; i < boff[H]; i++) {
+            int32_t c = bucket_of(&bk, sd[i]);
+            units[c] += (uint64_t)sc[i];
             items[c]++;
+        }
+    } else {
+        for (int32_t h = 0; h < H; h++) {
+            blocks b = blocks_start(head_curve(p, h, sx, sy), lo, hi);
+            double key;
+            int64_t cnt;
+            while (blocks_next(&b, &key, &cnt)) {
+                int32_t c = bucket_of(&bk, desc_bits(key));
+                units[c] += (uint64_t)cnt;
+                items[c]++;
+            }
         }
     }
     find_cuts(units, NB, lo * H, n_targets, targets, bnd, rem);
@@ -302,34 +389,50 @@ static hubkv_status greedy_sweep(const hubkv_budget_params *p, int64_t lo, int64
     int64_t ng = 0;
     for (int32_t k = 0; k < n_targets; k++) // mark boundary buckets by their gathered offset + 1
         if (bnd[k] >= 0 && !gpos[bnd[k]]) gpos[bnd[k]] = ng + 1, ng += items[bnd[k]];
-    gat = hkv_calloc((size_t)(ng ? ng : 1), sizeof *gat);
-    if (!gat) goto nomem;
-    // Pass 2: units in buckets before each target's boundary, per head; gather boundary blocks.
-    int64_t gn = 0;
+    gat = alloc_big((size_t)(ng ? ng : 1), sizeof *gat);
+    cum = alloc_big((size_t)n_targets * H, sizeof *cum);
+    if (!gat || !cum) goto nomem;
+    // Pass 2: units in buckets before each target's boundary, per head (into
+    // cum, head-major: out's rows are H apart, and 99 writes that far apart
+    // per head conflict in the cache); gather boundary blocks, each bucket's
+    // into its own slice (gpos: 1 + its next free slot).
     for (int32_t h = 0; h < H; h++) {
         memset(acc, 0, ((size_t)n_targets + 1) * sizeof *acc);
-        blocks b = blocks_start(head_curve(p, h), lo, hi);
-        double key;
-        int64_t cnt;
-        while (blocks_next(&b, &key, &cnt)) {
-            uint64_t d = desc_bits(key);
-            int32_t c = bucket_of(&bk, d);
-            acc[first_after[c]] += cnt;
-            if (gpos[c]) gat[gn++] = (gblock){d, cnt, h};
+        if (sd) {
+            for (int64_t i = boff[h]; i < boff[h + 1]; i++) {
+                int32_t c = bucket_of(&bk, sd[i]);
+                acc[first_after[c]] += sc[i];
+                if (gpos[c]) gat[gpos[c]++ - 1] = (gblock){sd[i], sc[i], h};
+            }
+        } else {
+            blocks b = blocks_start(head_curve(p, h, sx, sy), lo, hi);
+            double key;
+            int64_t cnt;
+            while (blocks_next(&b, &key, &cnt)) {
+                uint64_t d = desc_bits(key);
+                int32_t c = bucket_of(&bk, d);
+                acc[first_after[c]] += cnt;
+                if (gpos[c]) gat[gpos[c]++ - 1] = (gblock){d, cnt, h};
+            }
         }
-        int64_t sum = 0;
-        for (int32_t k = 0; k < n_targets; k++) out[(int64_t)k * H + h] += (sum += acc[k]);
+        int64_t sum = 0, *ch = cum + (int64_t)h * n_targets;
+        for (int32_t k = 0; k < n_targets; k++) ch[k] = (sum += acc[k]);
     }
-    // Inside a boundary bucket the greedy's order is (key desc, head asc).
-    qsort(gat, (size_t)gn, sizeof *gat, gblock_cmp);
-    int64_t pos = 0; /* first gathered block of the current boundary bucket */
+    enum { TILE = 64 }; /* transpose in tiles of heads */
+    for (int32_t h0 = 0; h0 < H; h0 += TILE)
+        for (int32_t k = 0; k < n_targets; k++)
+            for (int32_t h = h0; h < H && h < h0 + TILE; h++) out[(int64_t)k * H + h] += cum[(int64_t)h * n_targets + k];
+    // Inside a boundary bucket the greedy's order is (key desc, head asc);
+    // bucket c's blocks are gat[gpos[c] - 1 - items[c], gpos[c] - 1).
     for (int32_t k = 0; k < n_targets; k++) {
-        if (bnd[k] < 0) continue;
-        while (pos < gn && bucket_of(&bk, gat[pos].d) < bnd[k]) pos++;
+        int32_t c = bnd[k];
+        if (c < 0) continue;
+        gblock *g = gat + (gpos[c] - 1 - items[c]);
+        if (k == 0 || c != bnd[k - 1]) qsort(g, items[c], sizeof *g, gblock_cmp);
         int64_t r = rem[k];
-        for (int64_t i = pos; r > 0 && i < gn; i++) {
-            int64_t take = gat[i].cnt < r ? gat[i].cnt : r;
-            out[(int64_t)k * H + gat[i].head] += take;
+        for (uint32_t i = 0; r > 0 && i < items[c]; i++) {
+            int64_t take = g[i].cnt < r ? g[i].cnt : r;
+            out[(int64_t)k * H + g[i].head] += take;
             r -= take;
         }
     }
@@ -337,6 +440,7 @@ static hubkv_status greedy_sweep(const hubkv_budget_params *p, int64_t lo, int64
 nomem:
     st = hkv_fail(err, cap, HUBKV_ERR_NOMEM, "budget: out of memory for %d heads x %d targets", H, n_targets);
 done:
+    free(sx), free(sy), free(sd), free(sc), free(boff), free(cum);
     free(units), free(items), free(first_after), free(gpos), free(bnd), free(rem), free(acc), free(gat);
     return st;
 }
