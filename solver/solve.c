@@ -107,7 +107,8 @@ typedef struct {
     float *gf;       /* (G) the grid in float32 */
     double *ys;      /* (G) a monotone head's scaled curve */
     int32_t *ca, *cb; /* (G) hull candidates, two buffers */
-    unsigned char *flag; /* (G) locally convex points */
+    unsigned char *flag; /* (G) locally convex points, then the head's repair flags */
+    unsigned char *flag_b; /* (G) the repair flags of an unfinished earlier head */
 } hull_ws;
 
 /* Lower convex hull of the PAVA step function: inside a flat block only its
@@ -189,8 +190,8 @@ static void mark_bad(const float *o, const double *inv, int32_t G, unsigned char
  * the reader's check once the grid step nears float eps times the loss
  * (about 1000 points); the raise drifts by at most about one float ulp per
  * grid point until the next hull vertex, where the slope falls. Done as a
- * vectorised plain rounding, a vectorised check of every point, and the
- * serial repair only where the check fails (and after each change). */
+ * vectorised plain rounding and check of every point (here), then the
+ * serial repair only where the check fails (repair_two). */
 HKS_SIMD static void fill_float(const double *x, int32_t G, int32_t k, const hull_ws *w, float *out) {
     const double *hx = w->hx, *hy = w->hy, *inv = w->inv_dx;
     out[0] = (float)hy[0];
@@ -201,36 +202,71 @@ HKS_SIMD static void fill_float(const double *x, int32_t G, int32_t k, const hul
         out[b] = (float)hy[s + 1];
     }
     fill_step(out, inv, w->dx, 1, INFINITY); /* the first slope has nothing to rise from */
-    // A point's test reads the final values of the two before it: where
-    // neither changed, the test on the plain values (bad) is final, so only
-    // flagged points and the two after each changed one run fill_step.
-    unsigned char *bad = w->flag;
-    mark_bad(out, inv, G, bad);
-    for (int32_t g = 2; g < G; g++) {
-        uint64_t word; /* skip clean points, 8 flags at a time */
-        while (g + 8 <= G && (memcpy(&word, bad + g, 8), word == 0)) g += 8;
-        while (g < G && !bad[g]) g++;
-        if (g >= G) break;
-        // Repair from g until two points in a row stay unchanged; the last
-        // value and slope stay in registers (fill_step, unrolled).
-        float prev = out[g - 1];
-        double sp = ((double)out[g - 2] - prev) * inv[g - 2];
-        for (int dirty = 2; g < G && dirty; g++) {
-            float c = out[g], old = c;
-            double iv = inv[g - 1];
-            if (c > prev) c = prev;
-            double sl = ((double)prev - c) * iv;
-            if (!rise_ok(sl, sp)) {
-                c = (float)((double)prev - sp * w->dx[g - 1]);
-                while (c < prev && ((double)prev - c) * iv > sp) c = float_up(c);
-                sl = ((double)prev - c) * iv;
-            }
-            out[g] = c;
-            dirty = c != old ? 2 : dirty - 1;
-            prev = c, sp = sl;
-        }
-        g--; /* the loop's g++ moves past the last point tested */
+    mark_bad(out, inv, G, w->flag);
+}
+
+/* One head's serial repair: a point's test reads the final values of the
+ * two before it, so where neither changed, the test on the plain values
+ * (bad) is final; a run starts at a flagged point and lasts until two points
+ * in a row stay unchanged, its last value and slope carried along. */
+typedef struct {
+    float *out;
+    const unsigned char *bad;
+    int32_t g, dirty;
+    float prev;
+    double sp;
+} repair_run;
+
+/* Moves r to the next flagged point and starts a run there; 0 if none. */
+static inline int run_start(repair_run *r, const double *inv, int32_t G) {
+    int32_t g = r->g;
+    const unsigned char *bad = r->bad;
+    uint64_t word; /* skip clean points, 8 flags at a time */
+    while (g + 8 <= G && (memcpy(&word, bad + g, 8), word == 0)) g += 8;
+    while (g < G && !bad[g]) g++;
+    r->g = g;
+    if (g >= G) return 0;
+    r->prev = r->out[g - 1];
+    r->sp = ((double)r->out[g - 2] - r->prev) * inv[g - 2];
+    r->dirty = 2;
+    return 1;
+}
+
+/* fill_step on r's next point, with the previous value and slope carried. */
+static inline void run_step(repair_run *r, const double *inv, const double *dx) {
+    int32_t g = r->g;
+    float prev = r->prev, c = r->out[g], old = c;
+    double iv = inv[g - 1], sp = r->sp;
+    if (c > prev) c = prev;
+    double sl = ((double)prev - c) * iv;
+    if (!rise_ok(sl, sp)) {
+        c = (float)((double)prev - sp * dx[g - 1]); /* multiply: division latency is the chain's */
+        while (c < prev && ((double)prev - c) * iv > sp) c = float_up(c);
+        sl = ((double)prev - c) * iv;
     }
+    r->out[g] = c;
+    r->dirty = c != old ? 2 : r->dirty - 1;
+    r->prev = c, r->sp = sl, r->g = g + 1;
+}
+
+/* Repairs heads a and b with their runs interleaved, until one of them is
+ * done: each run is one latency-bound chain (about 6 ns a point), two
+ * independent chains overlap. Returns 1 if a is left unfinished, 2 if b, 0
+ * if neither (a run in progress stays in its state, to be resumed). */
+static int repair_two(repair_run *a, repair_run *b, int32_t G, const double *inv, const double *dx) {
+    int la = (a->dirty && a->g < G) || run_start(a, inv, G), lb = (b->dirty && b->g < G) || run_start(b, inv, G);
+    while (la && lb) {
+        while (a->dirty && b->dirty && a->g < G && b->g < G) run_step(a, inv, dx), run_step(b, inv, dx);
+        if (!a->dirty || a->g >= G) la = run_start(a, inv, G);
+        if (!b->dirty || b->g >= G) lb = run_start(b, inv, G);
+    }
+    return la ? 1 : lb ? 2 : 0;
+}
+
+/* Finishes head r on its own. */
+static void repair_one(repair_run *r, int32_t G, const double *inv, const double *dx) {
+    for (int live = (r->dirty && r->g < G) || run_start(r, inv, G); live; live = run_start(r, inv, G))
+        while (r->dirty && r->g < G) run_step(r, inv, dx);
 }
 
 /* Drops the candidates of c (m, ascending, ends kept) that do not turn
@@ -293,7 +329,7 @@ HKS_SIMD static int32_t point_hull(const double *x, const double *y0, double sca
 
 static void hull_ws_free(hull_ws *w) {
     hks_pava_ws_free(&w->pava);
-    free(w->hx), free(w->hy), free(w->hi), free(w->inv_dx), free(w->dx), free(w->gf), free(w->ys), free(w->ca), free(w->cb), free(w->flag);
+    free(w->hx), free(w->hy), free(w->hi), free(w->inv_dx), free(w->dx), free(w->gf), free(w->ys), free(w->ca), free(w->cb), free(w->flag), free(w->flag_b);
 }
 
 hkm_status hks_solve_hulls(const hks_problem *p, hks_solution *s, hkm_err *err) {
@@ -316,9 +352,10 @@ hkm_status hks_solve_hulls(const hks_problem *p, hks_solution *s, hkm_err *err) 
     w.ca = malloc((size_t)G * sizeof *w.ca);
     w.cb = malloc((size_t)G * sizeof *w.cb);
     w.flag = malloc((size_t)G);
+    w.flag_b = malloc((size_t)G);
     int64_t kcap = nh * 8 < nh * G ? nh * 8 : nh * G; /* grows on demand */
     int32_t *knots = malloc((size_t)kcap * sizeof *knots);
-    if (!w.hx || !w.hy || !w.hi || !w.inv_dx || !w.dx || !w.gf || !w.ys || !w.ca || !w.cb || !w.flag || !knots || hks_pava_ws_init(&w.pava, p->G)) {
+    if (!w.hx || !w.hy || !w.hi || !w.inv_dx || !w.dx || !w.gf || !w.ys || !w.ca || !w.cb || !w.flag || !w.flag_b || !knots || hks_pava_ws_init(&w.pava, p->G)) {
         hull_ws_free(&w);
         free(knots);
         return hkm_fail(err, HKM_ERR_NOMEM, "solver: out of memory for hulls of %d points", p->G);
@@ -326,6 +363,8 @@ hkm_status hks_solve_hulls(const hks_problem *p, hks_solution *s, hkm_err *err) 
     for (int64_t g = 0; g < G; g++) w.gf[g] = (float)p->grid[g];
     for (int64_t g = 0; g + 1 < G; g++) w.dx[g] = (double)w.gf[g + 1] - w.gf[g], w.inv_dx[g] = 1.0 / w.dx[g];
     int64_t nk = 0;
+    repair_run pend = {0};
+    int have = 0; /* pend holds an unfinished head */
     for (int64_t h = 0; h < nh; h++) {
         double lw = p->layer_w ? p->layer_w[h / p->H] : 1.0;
         const double *y = p->loss + h * G;
@@ -360,7 +399,18 @@ hkm_status hks_solve_hulls(const hks_problem *p, hks_solution *s, hkm_err *err) 
         s->knot_off[h] = nk;
         memcpy(knots + nk, w.hi, (size_t)k * sizeof *knots);
         nk += k;
+        // Each head's repair runs alongside the unfinished rest of an earlier
+        // one (pend, its flags in flag_b); whichever is left over waits.
+        repair_run cur = {s->hull + h * G, w.flag, 2, 0, 0, 0};
+        int left = have ? repair_two(&pend, &cur, p->G, w.inv_dx, w.dx) : 2;
+        if (left == 2) {
+            unsigned char *t = w.flag; /* keep cur's flags */
+            w.flag = w.flag_b, w.flag_b = t;
+            pend = cur;
+        }
+        have = left != 0;
     }
+    if (have) repair_one(&pend, p->G, w.inv_dx, w.dx);
     s->knot_off[nh] = nk;
     s->knots = knots;
     hull_ws_free(&w);
