@@ -148,12 +148,12 @@ static void test_capture(const hkm_model *m, hkm_gpu_model *g, const int32_t *id
     int H = m->cfg.n_heads, r0 = n / 2, nr = n - r0, rows[256];
     for (int i = 0; i < nr; i++) rows[i] = r0 + i;
     cap_copy cc = {1, 0, 0, 0, 0, 0, (size_t)H, 0}, gc = cc;
-    hkm_capture cap = {on_layer, &cc, 1, 1, nr, rows};
+    hkm_capture cap = {on_layer, &cc, 1, 1, nr, rows, 0, 0};
     hkm_kvcache *kc = NULL;
     CHECK(hkm_kvcache_create(&m->cfg, 64, &kc, &err) == HKM_OK, "%s", err.msg);
     CHECK(hkm_forward_cpu(m, kc, ids, n, HKM_LOGITS_NONE, NULL, &cap, &err) == HKM_OK, "%s", err.msg);
     stat_copy sc = {1, 0, 0, 0};
-    hkm_gpu_capture gcap = {{on_layer, &gc, 1, 1, nr, rows}, on_stats, &sc, r0, n, 1, 0, NULL};
+    hkm_gpu_capture gcap = {{on_layer, &gc, 1, 1, nr, rows, 0, 0}, on_stats, &sc, r0, n, 1, 0, NULL};
     hkm_gpu_cache *c = NULL;
     CHECK(hkm_gpu_cache_create(g, 64, &c, &err) == HKM_OK, "%s", err.msg);
     CHECK(hkm_gpu_forward(g, c, ids, n, HKM_LOGITS_NONE, NULL, &gcap, &err) == HKM_OK, "%s", err.msg);

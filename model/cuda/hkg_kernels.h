@@ -16,6 +16,9 @@ extern "C" {
 
 typedef uint16_t hkg_bf16; /* bit pattern of a bfloat16 (same as __nv_bfloat16) */
 
+/* Streaming multiprocessors of the current device, for sizing grids. */
+int hkg_sm_count(void);
+
 /* Largest head_dim the attention kernels handle. */
 #define HKG_MAX_HEAD_DIM 256
 

@@ -183,7 +183,9 @@ attn_decode_merge(const float *part, int n_split, int hd, bf16 *out, float *lse)
     if (threadIdx.x == 0) lse[h] = M + logf(L);
 }
 
-static int sm_count(void) {
+/* Streaming multiprocessors of the current device (132 on an H100 if the
+ * query fails); cached after the first call. */
+extern "C" int hkg_sm_count(void) {
     static int n = 0;
     if (!n) {
         int dev = 0;
@@ -213,7 +215,7 @@ extern "C" cudaError_t hkg_attn_decode(const hkg_attn_args *a, int max_keys, flo
     const int grp = a->H / a->KV, mg = grp <= 1 ? 1 : grp <= 2 ? 2 : grp <= 4 ? 4 : 8;
     const int blocks_per_split = a->KV * ((grp + mg - 1) / mg);
     /* about 4 blocks per SM in all, each with at least DEC_MIN_KEYS keys */
-    int n_split = (4 * sm_count() + blocks_per_split - 1) / blocks_per_split;
+    int n_split = (4 * hkg_sm_count() + blocks_per_split - 1) / blocks_per_split;
     int by_keys = (max_keys + DEC_MIN_KEYS - 1) / DEC_MIN_KEYS;
     if (n_split > by_keys) n_split = by_keys;
     if (n_split > DEC_MAX_SPLITS) n_split = DEC_MAX_SPLITS;

@@ -103,21 +103,11 @@ gemv_kernel(const bf16 *__restrict__ W, int rows, int in, const bf16 *__restrict
     }
 }
 
-static int gv_sm_count(void) {
-    static int n = 0;
-    if (!n) {
-        int dev = 0;
-        if (cudaGetDevice(&dev) != cudaSuccess ||
-            cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-            n = 132;
-    }
-    return n;
-}
 
 template <int LPR, int MODE>
 static cudaError_t gemv_launch(const bf16 *W, int rows, int in, const bf16 *xb, const float *x,
                                const float *nw, float eps, float *y, bf16 *yb, cudaStream_t s) {
-    const int sms = gv_sm_count();
+    const int sms = hkg_sm_count();
     /* smaller blocks for small matrices, so that every SM gets some rows */
     int threads = GV_MAX_THREADS;
     while (threads > 64 && (rows + threads / LPR - 1) / (threads / LPR) < 2 * sms) threads /= 2;
