@@ -2,7 +2,7 @@
  * definition of the greatest convex minorant, the greedy (libhubkv, one pass
  * over 99 ratios) against an exact DP on convex and on non-convex curves,
  * exact budget sums, prefixes, and the baselines' sums and shapes; the
- * monotone fast path against the plain chain and the serial float repair. */
+ * monotone fast path against the plain chain and the rounded exact hull. */
 #include "baselines.h"
 #include "hubkv.h"
 #include "hull.h"
@@ -10,8 +10,11 @@
 #include "solve.h"
 #include "test_util.h"
 
+#include <float.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static uint64_t rng = 88172645463325252ULL;
 static double urand(void) {
@@ -267,9 +270,37 @@ static void test_budget_properties(void) {
     hks_solution_free(&s);
 }
 
-/* LM-loss-like curves (2.5 nats plus a small drop): the stored float32 hulls pass the profile reader's convexity check on a
- * fine grid (the formula and tolerance of runtime-lib/src/profile_check.c),
- * where plain rounding fails, and stay close to the exact hull. */
+/* The profile reader's curve check (runtime-lib/src/profile_check.c), with
+ * or without its float32 storage term; returns the first failing grid
+ * index + 1, or 0. */
+static int reader_violation(const float *gf, const float *y, int G, int storage_term) {
+    double prev = INFINITY, prev_round = 0;
+    for (int g = 0; g + 1 < G; g++) {
+        double dx = (double)gf[g + 1] - gf[g];
+        double sl = ((double)y[g] - y[g + 1]) / dx;
+        double round = storage_term ? FLT_EPSILON * (fabs((double)y[g]) + fabs((double)y[g + 1])) / dx : 0;
+        double tol = 1e-4 * (fabs(sl) + fabs(prev < INFINITY ? prev : 0)) + 1e-6 + round + prev_round;
+        prev_round = round;
+        if (sl < -tol || sl > prev + tol) return g + 1;
+        prev = sl;
+    }
+    return 0;
+}
+
+/* Distance in float steps (same sign). */
+static int ulps(float a, float b) {
+    int32_t ua, ub;
+    memcpy(&ua, &a, 4), memcpy(&ub, &b, 4);
+    return abs(ua - ub);
+}
+
+/* LM-loss-like curves (2.5 nats plus a small drop) on a fine grid: the
+ * float32 hulls are the exact hull rounded to nearest (within an ulp: the
+ * PAVA means of the noisy heads are summed in another order than the
+ * reference's), the reader's check passes them only thanks to its storage
+ * term (without it, it fails: the test would lose its point), and a profile
+ * holding them is written and read back by libhubkv, whose writer and reader
+ * run that check. */
 static void test_float_hulls(void) {
     enum { L = 2, H = 3, G = 4097, NH = L * H };
     double *grid = calloc(G, sizeof *grid), *loss = calloc((size_t)NH * G, sizeof *loss);
@@ -284,90 +315,64 @@ static void test_float_hulls(void) {
     p.L = L, p.H = H, p.G = G, p.grid = grid, p.loss = loss, p.n_tokens = 32768;
     hks_solution s = {0};
     hkm_err err = {{0}};
-    CHECK(hks_solve_hulls(&p, &s, &err) == HKM_OK, "%s", err.msg);
-    float gf[G];
+    CHECK(hks_solve_hulls(&p, &s, &err) == HKM_OK && hks_solve_budgets(&p, &s, &err) == HKM_OK, "%s", err.msg);
+    float *gf = calloc(G, sizeof *gf);
     for (int g = 0; g < G; g++) gf[g] = (float)grid[g];
-    int plain_fails = 0;
-    double max_dev = 0;
-    for (int h = 0; h < NH && s.hull; h++) {
-        const float *y = s.hull + (size_t)h * G;
-        double prev = INFINITY;
-        for (int g = 0; g + 1 < G; g++) {
-            double dx = (double)gf[g + 1] - gf[g];
-            double sl = ((double)y[g] - y[g + 1]) / dx;
-            double tol = 1e-4 * (fabs(sl) + fabs(prev < INFINITY ? prev : 0)) + 1e-6;
-            CHECK(sl >= -tol && sl <= prev + tol, "head %d grid %d: slope %g after %g fails the reader's check", h, g, sl, prev);
-            prev = sl;
-        }
-        // Plain rounding of the chords between the stored knots would fail the check.
-        double pv = INFINITY;
-        for (int32_t j = (int32_t)s.knot_off[h]; j + 1 < (int32_t)s.knot_off[h + 1]; j++) {
-            int32_t a = s.knots[j], b = s.knots[j + 1];
-            for (int g = a; g < b; g++) {
-                double ya = y[a], yb = y[b];
-                float c0 = (float)(ya + (yb - ya) * (grid[g] - grid[a]) / (grid[b] - grid[a]));
-                float c1 = (float)(ya + (yb - ya) * (grid[g + 1] - grid[a]) / (grid[b] - grid[a]));
-                double sl = ((double)c0 - c1) / ((double)gf[g + 1] - gf[g]);
-                if (sl > pv + 1e-4 * (fabs(sl) + fabs(pv < INFINITY ? pv : 0)) + 1e-6) plain_fails++;
-                pv = sl;
-            }
-        }
-    }
-    CHECK(plain_fails > 0, "plain float rounding passes the check too: the test lost its point");
-    // Deviation from the exact (double) hull of the PAVA fit: small against the loss scale.
+    int old_fails = 0, worst_ulp = 0;
     hks_pava_ws ws;
     CHECK(hks_pava_ws_init(&ws, G) == 0, "ws");
     double *y = calloc(G, sizeof *y), *hv = calloc(G, sizeof *hv);
     int32_t *idx = calloc(G, sizeof *idx);
-    for (int h = 0; h < NH; h++) {
+    for (int h = 0; h < NH && s.hull; h++) {
+        const float *f = s.hull + (size_t)h * G;
+        int v = reader_violation(gf, f, G, 1);
+        CHECK(v == 0, "head %d: grid %d fails the reader's check", h, v);
+        old_fails += reader_violation(gf, f, G, 0) != 0;
         hks_pava_nonincreasing(loss + (size_t)h * G, NULL, G, y, &ws);
         int32_t k = hks_lower_hull(grid, y, G, idx);
         hks_hull_fill(grid, y, idx, k, G, hv);
         CHECK(k == s.knot_off[h + 1] - s.knot_off[h], "head %d: %d knots vs %lld from the block hull", h, k,
               (long long)(s.knot_off[h + 1] - s.knot_off[h]));
-        for (int g = 0; g < G; g++) max_dev = fmax(max_dev, fabs(s.hull[(size_t)h * G + g] - hv[g]));
+        for (int g = 0; g < G; g++) worst_ulp = ulps(f[g], (float)hv[g]) > worst_ulp ? ulps(f[g], (float)hv[g]) : worst_ulp;
     }
-    CHECK(max_dev < 1e-3, "float hull deviates from the exact hull by %g", max_dev);
-    printf("float hulls on %d points: reader's check passes (plain rounding: %d violations), max deviation %.3g\n", G,
-           plain_fails, max_dev);
+    CHECK(worst_ulp <= 1, "float hull is %d ulp from the rounded exact hull", worst_ulp);
+    CHECK(old_fails > 0, "without the storage term the check passes too: the test lost its point");
+    // Through libhubkv: the writer validates, the reader validates again.
+    float *sel = calloc(NH, sizeof *sel), *beta = calloc(NH, sizeof *beta);
+    for (int i = 0; i < NH; i++) beta[i] = 1.0f;
+    hubkv_profile_data d = hubkv_profile_data_default();
+    d.model = (hubkv_model_desc){"llama", L, H, H, 64, 100, 0};
+    d.scorer_name = "test";
+    d.n_grid = G, d.grid = gf, d.loss = s.hull, d.budget_keep = s.keep, d.selectivity = sel, d.beta = beta;
+    char path[] = "/tmp/hubkv_test_float_hulls_XXXXXX", msg[512] = "";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0, "mkstemp");
+    close(fd);
+    CHECK(hubkv_profile_write(path, &d, msg, sizeof msg) == HUBKV_OK, "write: %s", msg);
+    hubkv_profile *pr = NULL;
+    CHECK(hubkv_profile_open(path, NULL, &pr, msg, sizeof msg) == HUBKV_OK, "read back: %s", msg);
+    hubkv_profile_free(pr);
+    unlink(path);
+    printf("float hulls on %d points: within %d ulp of the exact hull; reader's check passes (without its storage term "
+           "%d of %d heads fail); written and read back by libhubkv\n", G, worst_ulp, old_fails, NH);
     hks_pava_ws_free(&ws);
-    free(y), free(hv), free(idx), free(grid), free(loss);
+    free(y), free(hv), free(idx), free(grid), free(loss), free(gf), free(sel), free(beta);
     hks_solution_free(&s);
-}
-
-/* The one-point-at-a-time float32 repair of the hull (the solver's rule
- * before it was vectorised), as the reference for the chunked version. */
-static void ref_fill(const double *grid, const float *gf, const double *hv, int G, float *out) {
-    double sprev = INFINITY;
-    float prev = (float)hv[0];
-    out[0] = prev;
-    for (int g = 1; g < G; g++) {
-        double inv = 1.0 / ((double)gf[g] - gf[g - 1]), sl;
-        float c = (float)hv[g];
-        if (c > prev) c = prev;
-        sl = ((double)prev - c) * inv;
-        if (!(sl <= sprev + 0.25 * (1e-4 * (sl + sprev) + 1e-6))) {
-            c = (float)((double)prev - sprev / inv);
-            while (c < prev && ((double)prev - c) * inv > sprev) c = nextafterf(c, INFINITY);
-            sl = ((double)prev - c) * inv;
-        }
-        out[g] = prev = c;
-        sprev = sl;
-    }
-    (void)grid;
 }
 
 /* Monotone, bumpy curves (means of step curves with flat runs, as profiled
  * curves are) take the fast path: no PAVA pooling, candidates filtered by
  * local convexity before the chain. Knots must equal the plain monotone
- * chain's, the floats the one-at-a-time repair's (within one ulp: the repair
- * now multiplies by the spacing instead of dividing), with layer weights;
- * a non-finite value at either path's ends or inside is reported by index. */
-static void test_monotone_fast_path(void) {
+ * chain's and the floats the exact hull's rounded to nearest, with layer
+ * weights; a non-finite value at either path's ends or inside is reported
+ * by index. */
+static void test_monotone_fast_path(int warped) {
     enum { L = 3, H = 4, G = 2049, NH = L * H, K = 8 };
     double *grid = calloc(G, sizeof *grid), *loss = calloc((size_t)NH * G, sizeof *loss), *ctx = calloc(G, sizeof *ctx);
     double lw[L] = {1.0, 0.37, 2.5};
     for (int g = 0; g < G; g++) grid[g] = g / (double)(G - 1);
+    if (warped) // non-uniform spacing: the symmetric-chord prefilter must widen its margin
+        for (int g = 0; g < G; g++) grid[g] = grid[g] * (0.5 + 0.5 * grid[g]);
     for (int h = 0; h < NH; h++) {
         double a = 1 + 15 * urand(), q = h % 3 == 0 ? 0.02 : 0.2; // sparse steps: long flat runs
         for (int c = 0; c < K; c++) {
@@ -384,11 +389,9 @@ static void test_monotone_fast_path(void) {
     hks_solution s = {0};
     hkm_err err = {{0}};
     CHECK(hks_solve_hulls(&p, &s, &err) == HKM_OK, "%s", err.msg);
-    float *gf = calloc(G, sizeof *gf), *ref = calloc(G, sizeof *ref);
     double *y = calloc(G, sizeof *y), *hv = calloc(G, sizeof *hv);
     int32_t *idx = calloc(G, sizeof *idx);
-    for (int g = 0; g < G; g++) gf[g] = (float)grid[g];
-    int worst_ulp = 0, differ = 0;
+    int differ = 0;
     for (int h = 0; h < NH && s.hull; h++) {
         for (int g = 0; g < G; g++) y[g] = lw[h / H] * loss[(size_t)h * G + g];
         int32_t k = hks_lower_hull(grid, y, G, idx);
@@ -397,17 +400,9 @@ static void test_monotone_fast_path(void) {
         for (int32_t j = 0; j < k && k == s.knot_off[h + 1] - s.knot_off[h]; j++)
             CHECK(idx[j] == s.knots[s.knot_off[h] + j], "head %d: knot %d at %d vs %d", h, j, s.knots[s.knot_off[h] + j], idx[j]);
         hks_hull_fill(grid, y, idx, k, G, hv);
-        ref_fill(grid, gf, hv, G, ref);
-        for (int g = 0; g < G; g++) {
-            float a = s.hull[(size_t)h * G + g];
-            int32_t ua, ub;
-            memcpy(&ua, &a, 4), memcpy(&ub, &ref[g], 4);
-            int d = abs(ua - ub);
-            worst_ulp = d > worst_ulp ? d : worst_ulp;
-            differ += d != 0;
-        }
+        for (int g = 0; g < G; g++) differ += s.hull[(size_t)h * G + g] != (float)hv[g];
     }
-    CHECK(worst_ulp <= 1, "fast-path floats differ from the serial repair by %d ulp (%d points)", worst_ulp, differ);
+    CHECK(differ == 0, "fast-path floats differ from the rounded exact hull at %d points", differ);
     hks_solution_free(&s);
     // Non-finite values: at the end of a monotone head (inf passes the order
     // test), and inside one (NaN fails it): both named by index.
@@ -424,9 +419,9 @@ static void test_monotone_fast_path(void) {
         hks_solution_free(&s);
         loss[at] = keep;
     }
-    printf("monotone fast path: knots equal the monotone chain's, floats within %d ulp of the serial repair (%d differ)\n",
-           worst_ulp, differ);
-    free(grid), free(loss), free(ctx), free(gf), free(ref), free(y), free(hv), free(idx);
+    printf("monotone fast path (%s grid): knots equal the monotone chain's, floats the rounded exact hull's at all %d points\n",
+           warped ? "non-uniform" : "uniform", NH * G);
+    free(grid), free(loss), free(ctx), free(y), free(hv), free(idx);
 }
 
 static void test_baselines(void) {
@@ -469,7 +464,8 @@ int main(void) {
     test_greedy_nonconvex();
     test_budget_properties();
     test_float_hulls();
-    test_monotone_fast_path();
+    test_monotone_fast_path(0);
+    test_monotone_fast_path(1);
     test_baselines();
     return test_summary("test_solver_core");
 }

@@ -5,12 +5,17 @@
  * every point: non-monotone, PAVA pools everywhere) and the greedy's worst case
  * (strictly convex: every point a knot); then the greedy against an exact DP
  * on small instances to show cost growth.
- * usage: bench_solver [layers heads grid [kinds]]  (kinds, bits: 1 profiled-like,
- * 2 adversarial, 4 convex, 8 the DP comparison; default 15) */
+ * With --stats, also real curves: every scorer's mean curves of a
+ * hubkv-profile stats file (its grid), repeated over the layers x heads.
+ * usage: bench_solver [--stats FILE] [layers heads grid [kinds]]  (kinds,
+ * bits: 1 profiled-like, 2 adversarial, 4 convex, 8 the DP comparison, 16
+ * the stats file's curves; default 15, 31 with --stats) */
+#include "inputs.h"
 #include "solve.h"
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -49,6 +54,15 @@ static void time_solve(const hks_problem *p, double *t_hull, double *t_greedy, i
         th[rep] = t1 - t0;
         tg[rep] = t2 - t1;
         *knots = s.knot_off[p->L * p->H];
+        if (rep == 0 && getenv("HKS_BENCH_HASH")) { /* outputs' checksum, to compare versions */
+            uint64_t hsh = 1469598103934665603ULL;
+            const unsigned char *bytes[3] = {(const void *)s.hull, (const void *)s.knots, (const void *)s.counts};
+            size_t len[3] = {(size_t)p->L * p->H * p->G * sizeof *s.hull, (size_t)*knots * sizeof *s.knots,
+                             (size_t)HKS_N_RATIOS * p->L * p->H * sizeof *s.counts};
+            for (int a = 0; a < 3; a++)
+                for (size_t i = 0; i < len[a]; i++) hsh = (hsh ^ bytes[a][i]) * 1099511628211ULL;
+            printf("  outputs' FNV-1a hash %016llx\n", (unsigned long long)hsh);
+        }
         hks_solution_free(&s);
     }
     *t_hull = median5(th);
@@ -77,9 +91,41 @@ static double dp_ms(int nh, int U) {
     return t;
 }
 
+/* All scorers' mean curves of a stats file, (n, G) into *curves; returns n
+ * (0 on error, reported). */
+static int load_real(const char *path, int32_t *G, double **curves) {
+    int n = 0;
+    *curves = NULL;
+    for (int sc = 0; sc <= 4; sc++) {
+        hks_stats_in st = {0};
+        hkm_err err = {{0}};
+        if (hks_stats_load(path, sc, &st, &err)) { /* e.g. kvzip not computed */
+            fprintf(stderr, "bench_solver: scorer %d skipped: %s\n", sc, err.msg);
+            continue;
+        }
+        int m = st.L * st.H;
+        *G = st.G;
+        double *c = realloc(*curves, (size_t)(n + m) * st.G * sizeof *c);
+        if (!c) exit(1);
+        *curves = c;
+        memcpy(c + (size_t)n * st.G, st.loss, (size_t)m * st.G * sizeof *c);
+        n += m;
+        hks_stats_in_free(&st);
+    }
+    return n;
+}
+
 int main(int argc, char **argv) {
+    const char *stats = NULL;
+    if (argc > 2 && !strcmp(argv[1], "--stats")) stats = argv[2], argc -= 2, argv += 2;
     int L = argc > 3 ? atoi(argv[1]) : 80, H = argc > 3 ? atoi(argv[2]) : 64, G = argc > 3 ? atoi(argv[3]) : 4096;
-    int kinds = argc > 4 ? atoi(argv[4]) : 15;
+    int kinds = argc > 4 ? atoi(argv[4]) : stats ? 31 : 15;
+    double *real = NULL;
+    int n_real = 0;
+    if (stats && (kinds & 16)) {
+        n_real = load_real(stats, &G, &real);
+        if (!n_real) return 1;
+    }
     size_t n = (size_t)L * H * G;
     double *grid = calloc((size_t)G, sizeof *grid), *loss = calloc(n, sizeof *loss);
     for (int g = 0; g < G; g++) grid[g] = g / (double)(G - 1);
@@ -118,6 +164,20 @@ int main(int argc, char **argv) {
         printf("  %-48s PAVA+hull %7.1f ms  greedy (99 ratios) %7.1f ms  total %7.1f ms  (%.1f knots/head)\n", kind[k],
                th, tg, th + tg, (double)knots / (L * H));
     }
+    if (n_real) { // the stats file's grid may not be k/(G-1)
+        hks_stats_in st = {0};
+        hkm_err err = {{0}};
+        if (hks_stats_load(stats, 0, &st, &err) == HKM_OK) memcpy(grid, st.grid, (size_t)G * sizeof *grid);
+        hks_stats_in_free(&st);
+        for (int h = 0; h < L * H; h++) memcpy(loss + (size_t)h * G, real + (size_t)(h % n_real) * G, (size_t)G * sizeof *loss);
+        double th, tg;
+        int64_t knots;
+        time_solve(&p, &th, &tg, &knots);
+        char what[96];
+        snprintf(what, sizeof what, "real (%d curves of the stats file, repeated)", n_real);
+        printf("  %-48s PAVA+hull %7.1f ms  greedy (99 ratios) %7.1f ms  total %7.1f ms  (%.1f knots/head)\n", what, th,
+               tg, th + tg, (double)knots / (L * H));
+    }
     for (int U = 64; U <= 1024 && (kinds & 8); U *= 2) {
         if (U == 64) printf("exact DP vs greedy on small instances (6 heads, U tokens per head, all budgets):\n");
         enum { NH = 6 };
@@ -132,6 +192,6 @@ int main(int argc, char **argv) {
         printf("  U = %5d: DP %9.2f ms   hull + greedy %.3f ms\n", U, dp_ms(NH, U), th + tg);
         free(sg), free(sl);
     }
-    free(grid), free(loss), free(ctx);
+    free(grid), free(loss), free(ctx), free(real);
     return 0;
 }
