@@ -57,7 +57,7 @@ uint64_t hkp_calib_hash(const hkp_calib *c) {
 hkm_status hkp_calib_write(hkp_calib *c, const char *path, hkm_err *err) {
     hkm_status st = HKM_OK;
     char tmp[4200];
-    HKM_TRY(hkp_tmp_name(path, tmp, sizeof tmp, err));
+    HKM_TRY(hkm_tmp_name(path, tmp, sizeof tmp, err));
     const char *h5path = tmp;
     hid_t f = -1;
     hkp_h5_quiet();
@@ -98,7 +98,7 @@ hkm_status hkp_calib_write(hkp_calib *c, const char *path, hkm_err *err) {
     hid_t closing = f; // a failed close must not be retried on the fail path
     f = -1;
     H5TRY(H5Fclose(closing));
-    if ((st = hkp_rename(tmp, path, err)) != HKM_OK) goto fail;
+    if ((st = hkm_file_commit(tmp, path, err)) != HKM_OK) goto fail;
     return HKM_OK;
 fail:
     if (f >= 0) H5Fclose(f);

@@ -60,10 +60,5 @@ hkm_status hkp_h5_attr_read_str(hid_t loc, const char *path, const char *name, c
                                 size_t cap, hkm_err *err);
 /* Silence HDF5's own error stack printing (our messages say what failed). */
 void hkp_h5_quiet(void);
-/* fsync tmp, rename it over dst (atomic on one file system), fsync dst's
- * directory: after a power loss dst is the old or the new file. */
-hkm_status hkp_rename(const char *tmp, const char *dst, hkm_err *err);
-/* "<path>.tmp.<pid>" into buf (cap bytes): distinct per writing process. */
-hkm_status hkp_tmp_name(const char *path, char *buf, size_t cap, hkm_err *err);
 
 #endif

@@ -2,11 +2,8 @@
  * datasets and scalar attributes, every call checked. */
 #include "h5check.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 void hkp_h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
@@ -227,35 +224,4 @@ fail:
     if (ty >= 0) H5Tclose(ty);
     if (at >= 0) H5Aclose(at);
     return st;
-}
-
-/* fsync of an existing file or directory (O_RDONLY is enough on Linux). */
-static int sync_path(const char *p, int flags) {
-    int fd = open(p, O_RDONLY | flags);
-    if (fd < 0) return -1;
-    int r = fsync(fd), e = errno;
-    close(fd);
-    errno = e;
-    return r;
-}
-
-hkm_status hkp_rename(const char *tmp, const char *dst, hkm_err *err) {
-    if (sync_path(tmp, 0) != 0)
-        return hkm_fail(err, HKM_ERR_IO, "fsync %s (before renaming it to %s): %s", tmp, dst, strerror(errno));
-    if (rename(tmp, dst) != 0)
-        return hkm_fail(err, HKM_ERR_IO, "rename %s -> %s: %s", tmp, dst, strerror(errno));
-    char dir[4200];
-    const char *slash = strrchr(dst, '/');
-    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - dst) + 1 : 1, slash ? dst : ".");
-    if (sync_path(dir, O_DIRECTORY) != 0)
-        return hkm_fail(err, HKM_ERR_IO, "fsync of directory %s (after renaming %s to %s): %s", dir, tmp,
-                        dst, strerror(errno));
-    return HKM_OK;
-}
-
-hkm_status hkp_tmp_name(const char *path, char *buf, size_t cap, hkm_err *err) {
-    if ((size_t)snprintf(buf, cap, "%s.tmp.%ld", path, (long)getpid()) >= cap)
-        return hkm_fail(err, HKM_ERR_ARG, "%s: path too long for its temporary name (%zu bytes)", path,
-                        strlen(path));
-    return HKM_OK;
 }

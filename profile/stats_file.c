@@ -164,7 +164,7 @@ static hkm_status write_sums(const hkp_stats *s, hid_t f, const char *h5path, hk
 
 hkm_status hkp_stats_write(const hkp_stats *s, const char *path, hkm_err *err) {
     char tmp[4200];
-    HKM_TRY(hkp_tmp_name(path, tmp, sizeof tmp, err));
+    HKM_TRY(hkm_tmp_name(path, tmp, sizeof tmp, err));
     hkp_h5_quiet();
     errno = 0;
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
@@ -174,7 +174,7 @@ hkm_status hkp_stats_write(const hkp_stats *s, const char *path, hkm_err *err) {
     if (st == HKM_OK) st = write_derived(s, f, tmp, err);
     errno = 0;
     if (H5Fclose(f) < 0 && st == HKM_OK) st = hkp_h5_fail(err, __FILE__, __LINE__, "H5Fclose", tmp, errno);
-    if (st == HKM_OK) st = hkp_rename(tmp, path, err);
+    if (st == HKM_OK) st = hkm_file_commit(tmp, path, err);
     if (st != HKM_OK) unlink(tmp);
     return st;
 }

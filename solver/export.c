@@ -8,23 +8,6 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
-
-/* ---------------------------------------------------------------- helpers */
-
-static hkm_status finish_tmp(FILE *f, const char *tmp, const char *path, hkm_err *err) {
-    int bad = ferror(f);
-    if (fclose(f) || bad) {
-        unlink(tmp);
-        return hkm_fail(err, HKM_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
-    }
-    if (rename(tmp, path)) {
-        int e = errno;
-        unlink(tmp);
-        return hkm_fail(err, HKM_ERR_IO, "%s: cannot rename onto %s: %s", tmp, path, strerror(e));
-    }
-    return HKM_OK;
-}
 
 /* ---------------------------------------------------------------- npy */
 
@@ -46,14 +29,13 @@ hkm_status hks_npy_write(const char *path, int ndim, const int64_t *shape, const
     hdr[hl + pad] = '\n';
     uint16_t len = (uint16_t)(hl + pad + 1);
     char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return hkm_fail(err, HKM_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+    FILE *f;
+    HKM_TRY(hkm_tmp_open(path, "wb", tmp, sizeof tmp, &f, err));
     unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(len & 0xff), (unsigned char)(len >> 8)};
     fwrite(pre, 1, 10, f);
     fwrite(hdr, 1, len, f);
     fwrite(data, sizeof *data, n, f); /* little-endian host (x86-64, aarch64) */
-    return finish_tmp(f, tmp, path, err);
+    return hkm_tmp_commit(f, tmp, path, err);
 }
 
 /* Value of 'key' in the header dict: pointer just after "'key':" and spaces. */
@@ -142,12 +124,11 @@ done:
 
 hkm_status hks_duo_write(const char *path, int32_t L, int32_t H, const float *vals, hkm_err *err) {
     char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) return hkm_fail(err, HKM_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+    FILE *f;
+    HKM_TRY(hkm_tmp_open(path, "w", tmp, sizeof tmp, &f, err));
     for (int32_t l = 0; l < L; l++)
         for (int32_t h = 0; h < H; h++) fprintf(f, "%.9g%c", vals[l * H + h], h + 1 < H ? '\t' : '\n');
-    return finish_tmp(f, tmp, path, err);
+    return hkm_tmp_commit(f, tmp, path, err);
 }
 
 hkm_status hks_duo_read(const char *path, int32_t *L, int32_t *H, float **vals, hkm_err *err) {

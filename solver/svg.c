@@ -2,11 +2,9 @@
  * and a line plot of loss curves with axes, ticks and a legend. */
 #include "svg.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 /* Viridis at 5 stops, linearly blended. */
 static void colour(double t, char *buf, size_t cap) {
@@ -19,30 +17,12 @@ static void colour(double t, char *buf, size_t cap) {
              (int)lround(st[i][1] + f * (st[i + 1][1] - st[i][1])), (int)lround(st[i][2] + f * (st[i + 1][2] - st[i][2])));
 }
 
-static FILE *open_tmp(const char *path, char *tmp, size_t cap, hkm_err *err) {
-    snprintf(tmp, cap, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) hkm_fail(err, HKM_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-    return f;
-}
-
-static hkm_status close_tmp(FILE *f, const char *tmp, const char *path, hkm_err *err) {
-    int bad = ferror(f);
-    if (fclose(f) || bad || rename(tmp, path)) {
-        int e = errno; // unlink may change errno
-        unlink(tmp);
-        return hkm_fail(err, HKM_ERR_IO, "%s: write or rename failed: %s", path,
-                        e ? strerror(e) : "write error");
-    }
-    return HKM_OK;
-}
-
 /* ---------------------------------------------------------------- heat map */
 
 hkm_status hks_svg_heatmap(const char *path, int32_t L, int32_t H, const float *vals, const char *title, hkm_err *err) {
     char tmp[4200], c[16];
-    FILE *f = open_tmp(path, tmp, sizeof tmp, err);
-    if (!f) return HKM_ERR_IO;
+    FILE *f;
+    HKM_TRY(hkm_tmp_open(path, "w", tmp, sizeof tmp, &f, err));
     double cw = H <= 16 ? fmax(36, 240.0 / H) : fmax(6, 576.0 / H), ch = L <= 40 ? fmax(14, 200.0 / L) : fmax(4, 560.0 / L);
     double x0 = 60, y0 = 40, w = cw * H, h = ch * L, W = x0 + w + 110, Ht = y0 + h + 50;
     fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" font-family=\"sans-serif\" font-size=\"11\">\n", W, Ht);
@@ -67,7 +47,7 @@ hkm_status hks_svg_heatmap(const char *path, int32_t L, int32_t H, const float *
     }
     fprintf(f, "<text x=\"%.0f\" y=\"%.0f\">1</text><text x=\"%.0f\" y=\"%.0f\">0</text>\n", x0 + w + 40, y0 + 9, x0 + w + 40, y0 + h);
     fprintf(f, "<text x=\"%.0f\" y=\"%.0f\">keep</text>\n</svg>\n", x0 + w + 40, y0 + h / 2);
-    return close_tmp(f, tmp, path, err);
+    return hkm_tmp_commit(f, tmp, path, err); /* fsync, rename, fsync dir */
 }
 
 /* ---------------------------------------------------------------- curves */
@@ -79,8 +59,8 @@ hkm_status hks_svg_curves(const char *path, const float *grid, int32_t G, int32_
     double ymax = 0;
     for (int64_t i = 0; i < (int64_t)n * G; i++) ymax = fmax(ymax, curves[i]);
     if (!(ymax > 0)) ymax = 1;
-    FILE *f = open_tmp(path, tmp, sizeof tmp, err);
-    if (!f) return HKM_ERR_IO;
+    FILE *f;
+    HKM_TRY(hkm_tmp_open(path, "w", tmp, sizeof tmp, &f, err));
     double x0 = 60, y0 = 40, w = 480, h = 300;
     fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" font-family=\"sans-serif\" font-size=\"11\">\n", x0 + w + 170, y0 + h + 50);
     fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n<text x=\"%.0f\" y=\"20\" font-size=\"14\">%s</text>\n", x0, title);
@@ -103,5 +83,5 @@ hkm_status hks_svg_curves(const char *path, const float *grid, int32_t G, int32_
         fprintf(f, "<text x=\"%.0f\" y=\"%.0f\">%s</text>\n", x0 + w + 38, y0 + 14 + 16 * c, labels[c]);
     }
     fprintf(f, "</svg>\n");
-    return close_tmp(f, tmp, path, err);
+    return hkm_tmp_commit(f, tmp, path, err); /* fsync, rename, fsync dir */
 }

@@ -1,7 +1,8 @@
 /* Kill-mid-write and disk-full test of every writer of a product file: the
  * profile (libhubkv hubkv_profile_write), the calibration set (hubkv-synth,
- * hkp_calib_write), the stats file (hubkv-profile, hkp_stats_write) and
- * hubkv-solve's profile (hks_profile_save). A forked child writes a large
+ * hkp_calib_write), the stats file (hubkv-profile, hkp_stats_write),
+ * hubkv-solve's profile (hks_profile_save) and its exports (hks_npy_write;
+ * the .tsv and .svg writers share its hkm_tmp_open/commit). A forked child writes a large
  * file; the parent waits until a temporary file has appeared and grown, then
  * SIGKILLs the child. The destination must then be absent (first write) or
  * byte-identical to the previous complete version, which must still read.
@@ -11,6 +12,7 @@
  * fails with EFBIG); the writer must fail with a message naming the file,
  * leave the destination as it was, and leave no temporary file. */
 #include "calib_set.h"
+#include "export.h"
 #include "hubkv.h"
 #include "profile_out.h"
 #include "stats_file.h"
@@ -177,6 +179,30 @@ static int c_stats(const char *path, char *msg, size_t cap) {
     return st != HKM_OK;
 }
 
+/* hubkv-solve's text and .npy exports (hkm_tmp_open/commit): a flat float
+ * array of `scale` random values. */
+static int w_npy(const char *path, int64_t scale, char *msg, size_t cap) {
+    float *v = malloc((size_t)scale * sizeof *v);
+    if (!v) return snprintf(msg, cap, "out of memory"), 1;
+    for (int64_t i = 0; i < scale; i++) v[i] = (float)next_rand();
+    hkm_err err = {0};
+    int bad = hks_npy_write(path, 1, &scale, v, &err) != HKM_OK;
+    snprintf(msg, cap, "%s", err.msg);
+    free(v);
+    return bad;
+}
+
+static int c_npy(const char *path, char *msg, size_t cap) {
+    int nd = 0;
+    int64_t shape[4];
+    float *v = NULL;
+    hkm_err err = {0};
+    hkm_status st = hks_npy_read(path, &nd, shape, &v, &err);
+    free(v);
+    snprintf(msg, cap, "%s", err.msg);
+    return st != HKM_OK;
+}
+
 static const struct {
     const char *name;
     write_fn write;
@@ -187,6 +213,7 @@ static const struct {
     {"hkp_calib_write (hubkv-synth)", w_calib, c_calib, 1 << 20},
     {"hkp_stats_write (hubkv-profile)", w_stats, c_stats, 1 << 20},
     {"hks_profile_save (hubkv-solve)", w_solve, c_solve, 8 << 20},
+    {"hks_npy_write (hubkv-solve exports)", w_npy, c_npy, 4 << 20},
 };
 
 /* ---------------------------------------------------------------- files */

@@ -1,5 +1,6 @@
 /* Internal helpers and structures of the model engine: error reporting,
- * checked allocation, the fp32 weight layout, and the file readers' APIs. */
+ * checked allocation, crash-safe output files (shared with the tools), the
+ * fp32 weight layout, and the file readers' APIs. */
 #ifndef HKM_INTERNAL_H
 #define HKM_INTERNAL_H
 
@@ -32,6 +33,20 @@ hkm_status hkm_fail(hkm_err *err, hkm_status st, const char *fmt, ...)
         hkm_status hkm_st_ = (call);                                                   \
         if (hkm_st_ != HKM_OK) return hkm_st_;                                         \
     } while (0)
+
+/* ---------------------------------------------------------------- files */
+/* Crash-safe replacement of the tools' output files (file_commit.c). */
+
+/* "<path>.tmp.<pid>" into buf (cap bytes): distinct per writing process. */
+hkm_status hkm_tmp_name(const char *path, char *buf, size_t cap, hkm_err *err);
+/* fsync tmp, rename it over dst (atomic on one file system), fsync dst's
+ * directory: after a power loss dst is the old or the new file. */
+hkm_status hkm_file_commit(const char *tmp, const char *dst, hkm_err *err);
+/* stdio pair: opens path's temporary name (tmp, cap bytes) with mode; the
+ * commit checks every write, closes, and commits it onto path (on failure
+ * the temporary is removed and path left as it was). */
+hkm_status hkm_tmp_open(const char *path, const char *mode, char *tmp, size_t cap, FILE **out, hkm_err *err);
+hkm_status hkm_tmp_commit(FILE *f, const char *tmp, const char *path, hkm_err *err);
 
 /* ---------------------------------------------------------------- weights */
 
