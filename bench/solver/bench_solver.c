@@ -7,7 +7,7 @@
  * on small instances to show cost growth.
  * With --stats, also real curves: every scorer's mean curves of a
  * hubkv-profile stats file (its grid), repeated over the layers x heads.
- * usage: bench_solver [--stats FILE] [layers heads grid [kinds]]  (kinds,
+ * usage: bench_solver [--stats FILE [--scorer S]] [layers heads grid [kinds]]  (kinds,
  * bits: 1 profiled-like, 2 adversarial, 4 convex, 8 the DP comparison, 16
  * the stats file's curves; default 15, 31 with --stats) */
 #include "inputs.h"
@@ -91,12 +91,13 @@ static double dp_ms(int nh, int U) {
     return t;
 }
 
-/* All scorers' mean curves of a stats file, (n, G) into *curves; returns n
- * (0 on error, reported). */
-static int load_real(const char *path, int32_t *G, double **curves) {
+/* All scorers' mean curves of a stats file (or only `only`'s, >= 0), (n,
+ * G) into *curves; returns n (0 on error, reported). */
+static int load_real(const char *path, int only, int32_t *G, double **curves) {
     int n = 0;
     *curves = NULL;
     for (int sc = 0; sc <= 4; sc++) {
+        if (only >= 0 && sc != only) continue;
         hks_stats_in st = {0};
         hkm_err err = {{0}};
         if (hks_stats_load(path, sc, &st, &err)) { /* e.g. kvzip not computed */
@@ -117,13 +118,18 @@ static int load_real(const char *path, int32_t *G, double **curves) {
 
 int main(int argc, char **argv) {
     const char *stats = NULL;
+    int only = -1;
     if (argc > 2 && !strcmp(argv[1], "--stats")) stats = argv[2], argc -= 2, argv += 2;
+    if (argc > 2 && !strcmp(argv[1], "--scorer")) {
+        if ((only = hks_scorer_index(argv[2])) < 0) return fprintf(stderr, "bench_solver: unknown scorer %s\n", argv[2]), 2;
+        argc -= 2, argv += 2;
+    }
     int L = argc > 3 ? atoi(argv[1]) : 80, H = argc > 3 ? atoi(argv[2]) : 64, G = argc > 3 ? atoi(argv[3]) : 4096;
     int kinds = argc > 4 ? atoi(argv[4]) : stats ? 31 : 15;
     double *real = NULL;
     int n_real = 0;
     if (stats && (kinds & 16)) {
-        n_real = load_real(stats, &G, &real);
+        n_real = load_real(stats, only, &G, &real);
         if (!n_real) return 1;
     }
     size_t n = (size_t)L * H * G;

@@ -17,9 +17,10 @@
  * bucket where each target's prefix ends; a second pass counts every head's
  * units in earlier buckets and gathers the blocks of those boundary buckets,
  * which alone are sorted (each bucket on its own). Blocks are generated from
- * the knots once and stored when they fit (up to 64 MiB; the buckets then
- * span their exact key range), else twice: O(total knots + boundary blocks
- * log) time, O(n_heads * n_targets + buckets) memory beyond that store. */
+ * the knots once and stored when they fit (up to 64 MiB or twice the loss
+ * array; the buckets then span their exact key range), else twice: O(total
+ * knots + boundary blocks log) time, O(n_heads * n_targets + buckets) memory
+ * beyond that store. */
 #include "hubkv_internal.h"
 
 #include <float.h>
@@ -179,9 +180,14 @@ static int gblock_cmp(const void *va, const void *vb) {
 /* ------------------------------------------------------------------------ */
 /* Greedy                                                                    */
 
-/* The block store's limit: 2^22 blocks, 64 MiB (2 per knot: 98-knot hulls of
- * 5,120 heads fit; all-knot curves on a 4,096-point grid do not). */
-enum { STORE_MAX = 1 << 22 };
+/* The block store's limit (16 bytes a block, at most 2 per knot and head):
+ * 2^22 blocks (64 MiB), or up to twice the loss array's bytes when that is
+ * more: at 5,120 heads x 4,096 points hulls of up to about 1,000 knots a head
+ * fit (oracle-scorer hulls have about 500), all-knot curves do not. */
+static int64_t store_max(const hubkv_budget_params *p) {
+    int64_t by_input = (int64_t)p->n_heads * p->n_grid / 2;
+    return by_input > (1 << 22) ? by_input : (1 << 22);
+}
 
 /* Large scratch, not zeroed: 2 MiB-aligned and marked for transparent huge
  * pages, since faulting it in 4 KiB pages costs about as much as filling it.
@@ -332,11 +338,16 @@ static hubkv_status greedy_sweep(const hubkv_budget_params *p, int64_t lo, int64
     // them again and the range is estimated.
     int64_t nknots = p->knots ? p->knot_off[H] : (int64_t)H * p->n_grid, scap = 2 * nknots + 2 * (int64_t)H;
     bucketing bk;
-    if (scap <= STORE_MAX) {
+    if (scap <= store_max(p)) {
         sd = alloc_big((size_t)scap, sizeof *sd);
         sc = alloc_big((size_t)scap, sizeof *sc);
         boff = hkv_calloc((size_t)H + 1, sizeof *boff);
-        if (!sd || !sc || !boff) goto nomem;
+        if (!sd || !sc || !boff) { /* no room to store: generate them twice */
+            free(sd), free(sc), free(boff);
+            sd = NULL, sc = NULL, boff = NULL;
+        }
+    }
+    if (sd) {
         uint64_t dmin = UINT64_MAX, dmax = 0;
         int64_t nbk = 0;
         for (int32_t h = 0; h < H; h++) {
