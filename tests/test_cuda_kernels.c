@@ -420,9 +420,11 @@ static void test_gemv(int rows, int in, int mode, int norm) {
     free(W), free(x), free(nw), free(xn), free(y0), free(ref), free(got);
 }
 
-/* RoPE + scatter fused, against the two unfused kernels (bit-exact). */
-static void test_rope_scatter(void) {
-    int n = 3, H = 4, KV = 2, hd = 64, cap = 16, w = (H + 2 * KV) * hd, half = hd / 2;
+/* RoPE + scatter fused, against the two unfused kernels (bit-exact); n >= 256
+ * takes the one-block-per-token path, hd 80 a pair count that is no power of
+ * two. */
+static void test_rope_scatter(int n, int hd) {
+    int H = 4, KV = 2, cap = n + 8, w = (H + 2 * KV) * hd, half = hd / 2;
     int32_t off[2] = {0, cap}, len[2] = {2, 5};
     float *qkv = malloc(n * w * 4), *inv = malloc(half * 4);
     fill(qkv, n * w, 1.0f);
@@ -437,7 +439,8 @@ static void test_rope_scatter(void) {
     CU(hkg_rope(dqkv, n, H + KV, w, hd, 700, NULL, dinv, 0));
     CU(hkg_qkv_scatter(dqkv, n, H, KV, hd, q1, k1, v1, doff, dlen, 0));
     CU(hkg_rope_scatter(dqkv2, n, H, KV, hd, 700, NULL, dinv, q2, k2, v2, doff, dlen, 0));
-    float *a = malloc(nc * 4), *b = malloc(nc * 4);
+    size_t nmax = nq > nc ? nq : nc;
+    float *a = malloc(nmax * 4), *b = malloc(nmax * 4);
     dget_bf16(a, q1, nq), dget_bf16(b, q2, nq);
     compare("rope_scatter q", b, a, nq, 0, 0);
     for (int h = 0; h < KV; h++) { /* only the appended rows were written */
@@ -456,12 +459,16 @@ int main(void) {
     skip_without_gpu();
     test_rmsnorm(4, 576, 0);
     test_rmsnorm(3, 2048, 1);
+    test_rmsnorm(2, 4096, 1); /* the widest row of the vector kernel */
+    test_rmsnorm(2, 1030, 1); /* d % 4 != 0: the scalar kernel */
     test_head_rmsnorm();
     test_rope();
     test_swiglu_bias_embed();
     test_argmax();
     test_scatter_gather();
-    test_rope_scatter();
+    test_rope_scatter(3, 64);
+    test_rope_scatter(300, 64);
+    test_rope_scatter(260, 80);
     test_gemv(2048, 2048, HKG_GEMV_STORE, 1);   /* 1B q/k/v product, norm fused */
     test_gemv(2048, 8192, HKG_GEMV_ADD, 0);     /* 1B down product into the residual */
     test_gemv(1536, 576, HKG_GEMV_SWIGLU, 1);   /* SmolLM2 gate/up, 16 lanes per row */
@@ -481,6 +488,7 @@ int main(void) {
     test_attention(4, 2, 128, 1, 0, 17, 1);   /* decode, first token of a head */
     test_attention(16, 2, 128, 1, 1000, 2000, 1); /* decode, 8 query heads per KV head */
     test_attention(9, 1, 64, 1, 700, 0, 1);   /* decode, 9 heads per KV head: two groups */
+    test_attention(9, 3, 64, 1, 8000, 6000, 1); /* decode, SmolLM2 shape at 8K: 128 splits */
     test_attention(4, 4, 16, 1, 7, 300, 1);   /* decode, hd 16 */
     if (getenv("HKG_ATTN_BENCH")) bench_prefill(8192), bench_prefill(32768);
     return test_summary("test_cuda_kernels");

@@ -2,7 +2,9 @@
  * max_chunk), decode tokens/s at batch 1 after a context, peak device memory,
  * plus the measured cuBLAS bf16 GEMM rate and device copy bandwidth to put
  * them against. Prints one "key value" per line for bench_peer.py.
- * usage: hubkv_bench_gpu MODEL_PATH [--prefill N]... [--decode CTX] [--chunk C] */
+ * usage: hubkv_bench_gpu MODEL_PATH [--prefill N]... [--decode CTX] [--chunk C]
+ *        [--rates 0] (skip the GEMM/copy rates) [--cap 0] (skip the capture runs)
+ * --decode 0 skips decode (for profiling a prefill alone). */
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 #include <stdio.h>
@@ -91,39 +93,11 @@ static double prefill_time(hkm_gpu_model *g, hkm_gpu_cache *kc, const int32_t *i
     return best;
 }
 
-int main(int argc, char **argv) {
-    if (argc < 2) DIE("usage: %s MODEL [--prefill N]... [--decode CTX] [--chunk C]", argv[0]);
-    int pre[8], npre = 0, dctx = 8192, chunk = 8192, ndec = 64;
-    for (int i = 2; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--prefill") && npre < 8) pre[npre++] = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--decode")) dctx = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--chunk")) chunk = atoi(argv[i + 1]);
-        else DIE("unknown option %s", argv[i]);
-    }
-    if (!npre) pre[npre++] = 2048, pre[npre++] = 8192;
-    printf("gemm_bf16_tflops %.1f\ncopy_gbps %.0f\n", gemm_rate(), copy_bw());
+/* Decode tokens/s at batch 1 after a dctx-token context: with the logits
+ * copied to the host each step, then greedy (token picked on the device). */
+static void decode_bench(hkm_gpu_model *g, hkm_gpu_cache *kc, const int32_t *ids, int dctx,
+                         int ndec, int chunk, float *logits) {
     hkm_err err = {{0}};
-    hkm_model *m = NULL;
-    if (hkm_model_load(argv[1], &m, &err) != HKM_OK) DIE("load: %s", err.msg);
-    const hkm_config *c = hkm_model_config(m);
-    int maxctx = dctx + ndec;
-    for (int i = 0; i < npre; i++) maxctx = pre[i] > maxctx ? pre[i] : maxctx;
-    hkm_gpu_plan_bytes plan;
-    if (hkm_gpu_plan(c, maxctx, chunk, &plan, &err) != HKM_OK) DIE("plan: %s", err.msg);
-    printf("plan_bytes %zu\n", plan.total);
-    hkm_gpu_model *g = NULL;
-    hkm_gpu_cache *kc = NULL;
-    if (hkm_gpu_model_upload(m, chunk, &g, &err) != HKM_OK) DIE("upload: %s", err.msg);
-    if (hkm_gpu_cache_create(g, maxctx, &kc, &err) != HKM_OK) DIE("cache: %s", err.msg);
-    int32_t *ids = malloc((size_t)maxctx * 4);
-    for (int i = 0; i < maxctx; i++) ids[i] = (i * 7919 + 13) % c->vocab_size;
-    float *logits = malloc((size_t)c->vocab_size * 4);
-    for (int i = 0; i < npre; i++) {
-        if (pre[i] <= 0) continue; /* --prefill 0: decode only */
-        printf("prefill_%d_tok_s %.0f\n", pre[i], pre[i] / prefill_time(g, kc, ids, pre[i], chunk, logits, 0));
-        printf("prefill_cap_%d_tok_s %.0f\n", pre[i],
-               pre[i] / prefill_time(g, kc, ids, pre[i], chunk, logits, 1));
-    }
     hkm_gpu_cache_reset(kc);
     for (int s = 0; s < dctx; s += chunk) {
         int k = dctx - s < chunk ? dctx - s : chunk;
@@ -150,6 +124,46 @@ int main(int argc, char **argv) {
     }
     printf("decode_greedy_tok_s %.1f\n", ndec / (tg[1] - tg[0]));
     free(out);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) DIE("usage: %s MODEL [--prefill N]... [--decode CTX] [--chunk C]", argv[0]);
+    int pre[8], npre = 0, dctx = 8192, chunk = 8192, ndec = 64, rates = 1, capr = 1;
+    for (int i = 2; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--prefill") && npre < 8) pre[npre++] = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--decode")) dctx = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--chunk")) chunk = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--rates")) rates = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--cap")) capr = atoi(argv[i + 1]);
+        else DIE("unknown option %s", argv[i]);
+    }
+    if (!npre) pre[npre++] = 2048, pre[npre++] = 8192;
+    if (rates) printf("gemm_bf16_tflops %.1f\ncopy_gbps %.0f\n", gemm_rate(), copy_bw());
+    hkm_err err = {{0}};
+    hkm_model *m = NULL;
+    if (hkm_model_load(argv[1], &m, &err) != HKM_OK) DIE("load: %s", err.msg);
+    const hkm_config *c = hkm_model_config(m);
+    if (dctx < 0) dctx = 0;
+    int maxctx = dctx + ndec;
+    for (int i = 0; i < npre; i++) maxctx = pre[i] > maxctx ? pre[i] : maxctx;
+    hkm_gpu_plan_bytes plan;
+    if (hkm_gpu_plan(c, maxctx, chunk, &plan, &err) != HKM_OK) DIE("plan: %s", err.msg);
+    printf("plan_bytes %zu\n", plan.total);
+    hkm_gpu_model *g = NULL;
+    hkm_gpu_cache *kc = NULL;
+    if (hkm_gpu_model_upload(m, chunk, &g, &err) != HKM_OK) DIE("upload: %s", err.msg);
+    if (hkm_gpu_cache_create(g, maxctx, &kc, &err) != HKM_OK) DIE("cache: %s", err.msg);
+    int32_t *ids = malloc((size_t)maxctx * 4);
+    for (int i = 0; i < maxctx; i++) ids[i] = (i * 7919 + 13) % c->vocab_size;
+    float *logits = malloc((size_t)c->vocab_size * 4);
+    for (int i = 0; i < npre; i++) {
+        if (pre[i] <= 0) continue; /* --prefill 0: decode only */
+        printf("prefill_%d_tok_s %.0f\n", pre[i], pre[i] / prefill_time(g, kc, ids, pre[i], chunk, logits, 0));
+        if (capr)
+            printf("prefill_cap_%d_tok_s %.0f\n", pre[i],
+                   pre[i] / prefill_time(g, kc, ids, pre[i], chunk, logits, 1));
+    }
+    if (dctx > 0) decode_bench(g, kc, ids, dctx, ndec, chunk, logits);
     printf("weights_bytes %zu\nkv_bytes_per_token_at_ctx %zu\n", plan.weights,
            (size_t)2 * c->n_layers * c->n_kv_heads * c->head_dim * 2 * (size_t)dctx);
     printf("peak_bytes %zu\n", hkm_gpu_model_peak_bytes(g));

@@ -118,13 +118,16 @@ def flops_per_token(s, n):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--hubkv", required=True)
-    ap.add_argument("--chunk", type=int, default=8192)
+    # hubkv's prefill chunk: by default the longest prompt, so that, like
+    # transformers, each prompt goes through in one call (--chunk 8192 gives
+    # the chunked numbers: 32K prefill ~4% slower, less scratch memory)
+    ap.add_argument("--chunk", type=int, default=max(PREFILL))
     ap.add_argument("--shape", action="append", choices=list(SHAPES), help="default: all")
     a = ap.parse_args()
     for name, shape in SHAPES.items():
         if a.shape and name not in a.shape:
             continue
-        print(f"\n##### {name}")
+        print(f"\n##### {name} (hubkv prefill chunk {a.chunk})")
         path = build(name, shape)
         h = run_hubkv(a.hubkv, path, PREFILL, a.chunk) or {}
         t = run_hf(path, PREFILL)

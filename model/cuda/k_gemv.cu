@@ -31,11 +31,22 @@ static __device__ __forceinline__ uint4 ld_stream(const uint4 *p) {
     return r;
 }
 
-/* Partial dot of row w (and row w2 when TWO) with xs over this lane's chunks. */
-template <int LPR, bool TWO>
+/* Partial dot of row w (and row w2 when TWO) with xs over this lane's chunks.
+ * PRE: the first GV_UNROLL chunks of each row are already in pu / pv. */
+template <int LPR, bool TWO, bool PRE>
 static __device__ __forceinline__ void row_dot(const uint4 *w, const uint4 *w2, const uint4 *xs,
-                                               int nch, int sub, float &a0, float &a1) {
+                                               int nch, int sub, float &a0, float &a1,
+                                               const uint4 *pu, const uint4 *pv) {
     int c = sub;
+    if (PRE) {
+#pragma unroll
+        for (int k = 0; k < GV_UNROLL; k++) {
+            const uint4 xv = xs[c + k * LPR];
+            a0 += dot8(pu[k], xv);
+            if (TWO) a1 += dot8(pv[k], xv);
+        }
+        c += GV_UNROLL * LPR;
+    }
     for (; c + (GV_UNROLL - 1) * LPR < nch; c += GV_UNROLL * LPR) {
         uint4 u[GV_UNROLL], v[GV_UNROLL];
 #pragma unroll
@@ -66,6 +77,23 @@ gemv_kernel(const bf16 *__restrict__ W, int rows, int in, const bf16 *__restrict
     __shared__ float red[32];
     bf16 *xs = reinterpret_cast<bf16 *>(gv_smem);
     const int nch = in >> 3;
+    const int groups = blockDim.x / LPR, sub = threadIdx.x & (LPR - 1);
+    constexpr bool TWO = MODE == HKG_GEMV_SWIGLU;
+    /* with the norm prologue (a block-wide reduction before any product),
+     * issue this lane's first weight loads first so they are in flight
+     * during it */
+    const int rb0 = blockIdx.x * groups, r0 = rb0 + threadIdx.x / LPR;
+    const bool pre = NORM && r0 < rows && sub + (GV_UNROLL - 1) * LPR < nch;
+    uint4 pu[NORM ? GV_UNROLL : 1], pv[NORM && TWO ? GV_UNROLL : 1];
+    if (NORM && pre) {
+        const uint4 *w = reinterpret_cast<const uint4 *>(W + (size_t)r0 * in) + sub;
+        const uint4 *w2 = reinterpret_cast<const uint4 *>(W + (size_t)(r0 + rows) * in) + sub;
+#pragma unroll
+        for (int k = 0; k < (NORM ? GV_UNROLL : 1); k++) {
+            pu[k] = ld_stream(w + k * LPR);
+            if (TWO) pv[k] = ld_stream(w2 + k * LPR);
+        }
+    }
     if (NORM) { /* as rmsnorm_kernel: bf16(x * rsqrt(mean(x^2) + eps) * w) */
         float ss = 0.0f;
         for (int i = threadIdx.x; i < in; i += blockDim.x) ss += x[i] * x[i];
@@ -76,19 +104,18 @@ gemv_kernel(const bf16 *__restrict__ W, int rows, int in, const bf16 *__restrict
             reinterpret_cast<uint4 *>(xs)[c] = reinterpret_cast<const uint4 *>(xb)[c];
     }
     __syncthreads();
-    const int groups = blockDim.x / LPR, sub = threadIdx.x & (LPR - 1);
     const uint4 *xv = reinterpret_cast<const uint4 *>(xs);
     /* rb is uniform over the block, so the shuffles below see whole warps */
-    for (int rb = blockIdx.x * groups; rb < rows; rb += gridDim.x * groups) {
+    for (int rb = rb0; rb < rows; rb += gridDim.x * groups) {
         const int r = rb + threadIdx.x / LPR;
         float a0 = 0.0f, a1 = 0.0f;
         if (r < rows) {
             const uint4 *w = reinterpret_cast<const uint4 *>(W + (size_t)r * in);
-            if (MODE == HKG_GEMV_SWIGLU)
-                row_dot<LPR, true>(w, reinterpret_cast<const uint4 *>(W + (size_t)(r + rows) * in),
-                                   xv, nch, sub, a0, a1);
+            const uint4 *w2 = TWO ? reinterpret_cast<const uint4 *>(W + (size_t)(r + rows) * in) : w;
+            if (NORM && pre && rb == rb0)
+                row_dot<LPR, TWO, NORM>(w, w2, xv, nch, sub, a0, a1, pu, pv);
             else
-                row_dot<LPR, false>(w, w, xv, nch, sub, a0, a1);
+                row_dot<LPR, TWO, false>(w, w2, xv, nch, sub, a0, a1, pu, pv);
         }
 #pragma unroll
         for (int o = LPR / 2; o > 0; o >>= 1) {
