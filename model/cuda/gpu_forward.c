@@ -60,9 +60,15 @@ typedef struct {
     float *h_qkv;    /* (n, qkvw) */
     float *h_q, *h_k, *h_v; /* (H, n, hd), (KV, n, hd) x2 */
     float *h_probs;  /* (H, n_rows, nk_max) */
-    float *h_colmax, *h_colsum; /* (H, nk_max) */
+    float *h_colmax, *h_colsum; /* (H, nk_max), or (n_layers, H, nk_max) when deferred */
     int *n_keys;     /* (KV) */
     int nk_max;
+    /* statistics-only callbacks are deferred to the end of the call: each
+     * layer writes its own slice (stride H * nk_max), so no layer waits for
+     * the host; one synchronisation, then every layer's stats_fn in order */
+    int defer;
+    int *nk_layer;   /* (n_layers) row stride of each layer's statistics */
+    int *n_keys_all; /* (n_layers, KV) */
     /* graph capture: position read from the device, key splits sized for
      * the cache's capacity instead of the current lengths */
     const int32_t *d_pos0;
@@ -72,6 +78,7 @@ typedef struct {
 static void call_free(fwd_call *f) {
     free(f->h_hidden); free(f->h_qkv); free(f->h_q); free(f->h_k); free(f->h_v);
     free(f->h_probs); free(f->h_colmax); free(f->h_colsum); free(f->n_keys);
+    free(f->nk_layer); free(f->n_keys_all);
 }
 
 static int want_cap(const fwd_call *f) { return f->cap && f->cap->cap.fn; }
@@ -147,11 +154,18 @@ static hkm_status call_setup(hkm_gpu_model *g, const hkm_gpu_cache *c, fwd_call 
                                          "%zu probabilities", H * nr * (size_t)nk_max);
     }
     if (want_stats(f) && !f->cap->stats_acc) {
-        HKM_TRY(grow_stats(g, H * (size_t)nk_max, err));
+        size_t L = (size_t)cf->n_layers, slices = (f->defer = !want_cap(f)) ? L : 1;
+        HKM_TRY(grow_stats(g, slices * H * (size_t)nk_max, err));
+        if (f->defer) {
+            f->nk_layer = calloc(L, sizeof *f->nk_layer);
+            f->n_keys_all = calloc(L * KV, sizeof *f->n_keys_all);
+            if (!f->nk_layer || !f->n_keys_all)
+                return hkm_fail(err, HKM_ERR_NOMEM, "GPU forward: no host memory for stats");
+        }
         if (f->cap->stats_to_host) {
             int w = stats_which(f);
-            if (w & HKM_GPU_STAT_MAX) f->h_colmax = malloc(H * (size_t)nk_max * 4);
-            if (w & HKM_GPU_STAT_SUM) f->h_colsum = malloc(H * (size_t)nk_max * 4);
+            if (w & HKM_GPU_STAT_MAX) f->h_colmax = malloc(slices * H * (size_t)nk_max * 4);
+            if (w & HKM_GPU_STAT_SUM) f->h_colsum = malloc(slices * H * (size_t)nk_max * 4);
             if ((w & HKM_GPU_STAT_MAX && !f->h_colmax) || (w & HKM_GPU_STAT_SUM && !f->h_colsum))
                 return hkm_fail(err, HKM_ERR_NOMEM, "GPU forward: no host memory for stats");
         }
@@ -275,9 +289,10 @@ static hkm_status run_colstats(hkm_gpu_model *g, const fwd_call *f, int l, int n
     int w = stats_which(f), mx = w & HKM_GPU_STAT_MAX, sm = w & HKM_GPU_STAT_SUM;
     const hkm_gpu_stats_acc *acc = cp->stats_acc;
     if (!acc) {
+        size_t off = f->defer ? (size_t)l * g->cfg.n_heads * f->nk_max : 0;
         HKG_CUDA(hkg_attn_colstats_ex(a, g->lse, cp->stat_row0, cp->stat_row1, nk, nk, 0,
-                                      mx ? g->colmax : NULL, sm ? g->colsum : NULL, g->stream),
-                 err);
+                                      mx ? g->colmax + off : NULL, sm ? g->colsum + off : NULL,
+                                      g->stream), err);
         return HKM_OK;
     }
     size_t off = (size_t)l * g->cfg.n_heads * acc->keys;
@@ -308,6 +323,11 @@ static hkm_status run_capture(hkm_gpu_model *g, const hkm_gpu_cache *c, fwd_call
     }
     const hkm_gpu_stats_acc *acc = want_stats(f) ? f->cap->stats_acc : NULL;
     if (want_stats(f)) HKM_TRY(run_colstats(g, f, l, nk, a, err));
+    if (f->defer) { /* stats_fn runs after the last layer (stats_deferred) */
+        f->nk_layer[l] = nk;
+        memcpy(f->n_keys_all + (size_t)l * KV, f->n_keys, (size_t)KV * sizeof *f->n_keys);
+        return HKM_OK;
+    }
     /* device-only accumulation needs no host round trip per layer */
     if (want_cap(f) || (want_stats(f) && !acc)) HKG_CUDA(cudaStreamSynchronize(s), err);
     if (want_cap(f)) {
@@ -347,6 +367,28 @@ static hkm_status run_capture(hkm_gpu_model *g, const hkm_gpu_cache *c, fwd_call
             HKG_CUDA(cudaMemcpy(f->h_colsum, g->colsum, bytes, cudaMemcpyDeviceToHost), err);
             st.colsum = f->h_colsum;
         }
+        f->cap->stats_fn(f->cap->stats_user, &st);
+    }
+    return HKM_OK;
+}
+
+/* Every layer's deferred statistics: one copy of all slices to the host
+ * (or one synchronisation), then stats_fn per layer, in order. */
+static hkm_status stats_deferred(hkm_gpu_model *g, fwd_call *f, hkm_err *err) {
+    const hkm_config *cf = &g->cfg;
+    int H = cf->n_heads, KV = cf->n_kv_heads, w = stats_which(f);
+    size_t slice = (size_t)H * f->nk_max, all = slice * cf->n_layers * 4;
+    if (f->h_colmax) HKG_CUDA(cudaMemcpyAsync(f->h_colmax, g->colmax, all, cudaMemcpyDeviceToHost, g->stream), err);
+    if (f->h_colsum) HKG_CUDA(cudaMemcpyAsync(f->h_colsum, g->colsum, all, cudaMemcpyDeviceToHost, g->stream), err);
+    HKG_CUDA(cudaStreamSynchronize(g->stream), err);
+    for (int l = 0; l < cf->n_layers; l++) {
+        size_t off = (size_t)l * slice;
+        hkm_gpu_layer_stats st = {l, f->n, f->pos0, H, KV, f->cap->stat_row0, f->cap->stat_row1,
+                                  f->nk_layer[l], f->n_keys_all + (size_t)l * KV,
+                                  w & HKM_GPU_STAT_MAX ? g->colmax + off : NULL,
+                                  w & HKM_GPU_STAT_SUM ? g->colsum + off : NULL,
+                                  f->h_colmax ? f->h_colmax + off : NULL,
+                                  f->h_colsum ? f->h_colsum + off : NULL};
         f->cap->stats_fn(f->cap->stats_user, &st);
     }
     return HKM_OK;
@@ -540,6 +582,7 @@ static hkm_status forward_plain(hkm_gpu_model *g, hkm_gpu_cache *c, const int32_
     }
     for (int l = 0; st == HKM_OK && l < cf->n_layers; l++) st = layer(g, c, &f, l, err);
     if (st == HKM_OK) st = logits_out(g, n, mode, logits, err);
+    if (st == HKM_OK && f.defer) st = stats_deferred(g, &f, err);
     call_free(&f);
     return st;
 }

@@ -125,7 +125,10 @@ hkm_status hkm_gpu_stats_acc_read(const hkm_gpu_stats_acc *a, float *colmax, flo
 
 typedef struct {
     hkm_capture cap;           /* same meaning as for hkm_forward_cpu */
-    hkm_gpu_stats_fn stats_fn; /* called once per layer after cap.fn; NULL = none */
+    hkm_gpu_stats_fn stats_fn; /* called once per layer, in layer order; NULL = none. With
+                                  cap.fn it runs right after that layer's cap.fn; without,
+                                  after the call's last layer (no layer then waits for the
+                                  host). The device arrays stay valid until the next call */
     void *stats_user;
     int stat_row0, stat_row1;  /* query rows of this call, [row0, row1) */
     int stats_to_host;         /* also copy the statistics to the host */
