@@ -544,6 +544,31 @@ static void test_corrupt(const char *fixture, size_t min_valid, const cJSON *ten
     free(c.orig);
 }
 
+/* rope_freqs.weight (Llama 3.1/3.2's rope scaling as per-pair factors; the
+ * good case is test_parity's llama3/model-rope-freqs.gguf): a wrong length
+ * and a negative factor are refused naming the tensor. */
+static void test_rope_freqs_bad(void) {
+    static const struct {
+        const char *file, *want;
+        hkm_status st;
+    } cases[] = {{"gguf/rope-freqs-short.gguf", "expected one dim of head_dim / 2 = 8", HKM_ERR_SHAPE},
+                 {"gguf/rope-freqs-negative.gguf", "'rope_freqs.weight'[3] = -2", HKM_ERR_FORMAT}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char path[1024];
+        test_data(cases[i].file, path, sizeof path);
+        hkm_gguf *g = NULL;
+        hkm_err err = {{0}};
+        hkm_config c;
+        hkm_status st = hkm_gguf_open(path, &g, &err);
+        CHECK(st == HKM_OK, "open %s: %s", path, err.msg);
+        if (st == HKM_OK) st = hkm_gguf_config(g, &c, &err);
+        CHECK(st == cases[i].st && has(err.msg, cases[i].want) && has(err.msg, path), "%s: status %d, message '%s'",
+              cases[i].file, st, err.msg);
+        printf("%s %s: %s\n", st == cases[i].st ? "PASS" : "FAIL", cases[i].file, err.msg);
+        hkm_gguf_free(g);
+    }
+}
+
 /* ---------------------------------------------------------------- main */
 
 int main(void) {
@@ -565,6 +590,7 @@ int main(void) {
     hkm_gguf_free(g);
     if (exp) test_corrupt(path, (size_t)jget(exp, "min_valid_size")->valuedouble, jget(exp, "tensors"));
     cJSON_Delete(exp);
+    test_rope_freqs_bad();
     test_model();
     return test_summary("test_gguf");
 }

@@ -101,22 +101,19 @@ static void check_tiny_seq(const hkm_model *m, const cJSON *ids_j, const cJSON *
     free(ids), free(all), free(step);
 }
 
-static void check_tiny(const char *dir, const char *name) {
-    char path[1400], what[300];
-    snprintf(path, sizeof path, "%s/%s/reference.json", dir, name);
-    cJSON *ref = load_json(path);
-    if (!ref) return; // a directory without a reference is not a test case
-    snprintf(path, sizeof path, "%s/%s", dir, name);
+/* The model at path (a checkpoint directory or a .gguf) against ref. */
+static void check_against(const char *path, const char *label, const cJSON *ref) {
+    char what[300];
     hkm_model *m = NULL;
     hkm_err err = {{0}};
     hkm_status st = hkm_model_load(path, &m, &err);
-    CHECK(st == HKM_OK, "%s: load: %s: %s", name, hkm_status_str(st), err.msg);
+    CHECK(st == HKM_OK, "%s: load: %s: %s", label, hkm_status_str(st), err.msg);
     const cJSON *ids = cJSON_GetObjectItem(ref, "ids"), *logits = cJSON_GetObjectItem(ref, "logits");
     const cJSON *greedy = cJSON_GetObjectItem(ref, "greedy");
     const cJSON *margin = cJSON_GetObjectItem(ref, "greedy_margin");
-    CHECK(ids && logits && greedy, "%s: reference.json lacks ids/logits/greedy", path);
+    CHECK(ids && logits && greedy, "%s: reference.json lacks ids/logits/greedy", label);
     for (int s = 0; st == HKM_OK && ids && logits && greedy && s < cJSON_GetArraySize(ids); s++) {
-        snprintf(what, sizeof what, "tiny/%s seq %d", name, s);
+        snprintf(what, sizeof what, "%s seq %d", label, s);
         const cJSON *ids_s = cJSON_GetArrayItem(ids, s);
         check_tiny_seq(m, ids_s, cJSON_GetArrayItem(logits, s), what);
         int n;
@@ -125,6 +122,30 @@ static void check_tiny(const char *dir, const char *name) {
         free(p);
     }
     hkm_model_free(m);
+}
+
+/* A tiny checkpoint directory, and any .gguf beside it (the same weights
+ * converted as llama.cpp does, e.g. llama3/model-rope-freqs.gguf), against
+ * the directory's transformers reference. */
+static void check_tiny(const char *dir, const char *name) {
+    char path[1400], label[600];
+    snprintf(path, sizeof path, "%s/%s/reference.json", dir, name);
+    cJSON *ref = load_json(path);
+    if (!ref) return; // a directory without a reference is not a test case
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    snprintf(label, sizeof label, "tiny/%s", name);
+    check_against(path, label, ref);
+    DIR *d = opendir(path);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        size_t l = strlen(e->d_name);
+        if (l < 5 || strcmp(e->d_name + l - 5, ".gguf")) continue;
+        char gp[1700];
+        snprintf(gp, sizeof gp, "%s/%s", path, e->d_name);
+        snprintf(label, sizeof label, "tiny/%s/%s", name, e->d_name);
+        check_against(gp, label, ref);
+    }
+    if (d) closedir(d);
     cJSON_Delete(ref);
 }
 

@@ -174,27 +174,6 @@ hkm_status hkm_gpu_plan(const hkm_config *cfg, int max_context, int max_chunk,
 
 /* ---------------------------------------------------------------- upload */
 
-/* RoPE inverse frequencies as HF computes them (default, or llama3 scaling). */
-static void rope_inv_freq(const hkm_config *c, float *inv) {
-    int hd = c->head_dim;
-    for (int i = 0; i < hd / 2; i++) {
-        float f = (float)(1.0 / pow((double)c->rope_theta, (double)(2 * i) / hd));
-        if (c->rope_type == HKM_ROPE_LLAMA3) {
-            double lo = c->rope_low_freq_factor, hi = c->rope_high_freq_factor;
-            double orig = c->rope_orig_max_pos, factor = c->rope_factor;
-            double wavelen = 2.0 * M_PI / f;
-            double lo_wl = orig / lo, hi_wl = orig / hi;
-            double fl = wavelen > lo_wl ? f / factor : f;
-            if (!(wavelen < hi_wl) && !(wavelen > lo_wl)) {
-                double smooth = (orig / wavelen - lo) / (hi - lo);
-                fl = (1.0 - smooth) * fl / factor + smooth * fl;
-            }
-            f = (float)fl;
-        }
-        inv[i] = f;
-    }
-}
-
 typedef struct {
     hkm_gpu_model *g;
     hkg_bf16 *stage; /* host staging, largest matrix */
@@ -259,7 +238,7 @@ static hkm_status upload_weights(hkm_gpu_model *g, const hkm_model *m, int tied,
         st = put_bf16(&u, g->lm_head, m->lm_head, (size_t)c->vocab_size * d, err);
     if (st == HKM_OK) st = put_f32(g->out_norm, m->out_norm, d, err);
     float inv[HKG_MAX_HEAD_DIM / 2];
-    rope_inv_freq(c, inv);
+    hkm_rope_inv_freq(c, inv);
     if (st == HKM_OK) st = put_f32(g->inv_freq, inv, c->head_dim / 2, err);
     for (int l = 0; st == HKM_OK && l < c->n_layers; l++)
         st = upload_layer(&u, c, &m->layers[l], &g->layers[l], err);

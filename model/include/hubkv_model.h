@@ -49,7 +49,13 @@ typedef enum {
     HKM_ARCH_QWEN3,
 } hkm_arch;
 
-typedef enum { HKM_ROPE_DEFAULT = 0, HKM_ROPE_LLAMA3 } hkm_rope_type;
+typedef enum {
+    HKM_ROPE_DEFAULT = 0,
+    HKM_ROPE_LLAMA3,       /* HF rope_scaling llama3: factor, low/high freq factors */
+    HKM_ROPE_FREQ_FACTORS, /* GGUF rope_freqs.weight: inv_freq[i] / rope_freq_div[i] */
+} hkm_rope_type;
+
+#define HKM_MAX_ROPE_PAIRS 256 /* head_dim / 2 bound for rope_freq_div */
 
 typedef struct {
     hkm_arch arch;
@@ -68,6 +74,7 @@ typedef struct {
     float rope_low_freq_factor; /* llama3 scaling */
     float rope_high_freq_factor;/* llama3 scaling */
     int rope_orig_max_pos;      /* llama3: original_max_position_embeddings */
+    float rope_freq_div[HKM_MAX_ROPE_PAIRS]; /* HKM_ROPE_FREQ_FACTORS: per rotated pair, > 0 */
     int tie_embeddings;         /* lm_head shares token embeddings */
     int qkv_bias;               /* Qwen2: q/k/v projections have biases */
     int qk_norm;                /* Qwen3: RMSNorm over each q/k head */

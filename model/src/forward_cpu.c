@@ -144,30 +144,11 @@ static void rmsnorm(float *y, const float *x, const float *w, int n_rows, int d,
         rmsnorm_row(y + (size_t)i * d, x + (size_t)i * d, w, d, eps);
 }
 
-/* HF inv_freq (fp32): 1 / theta^(arange(0, hd, 2) / hd), then llama3 smoothing. */
-static void rope_inv_freq(const hkm_config *g, float *inv) {
-    int half = g->head_dim / 2;
-    for (int j = 0; j < half; j++)
-        inv[j] = 1.0f / powf(g->rope_theta, (float)(2 * j) / (float)g->head_dim);
-    if (g->rope_type != HKM_ROPE_LLAMA3) return;
-    float factor = g->rope_factor, lo = g->rope_low_freq_factor, hi = g->rope_high_freq_factor;
-    float old = (float)g->rope_orig_max_pos;
-    float low_wl = old / lo, high_wl = old / hi;
-    for (int j = 0; j < half; j++) {
-        float wl = (float)(2.0 * M_PI) / inv[j];
-        float f = wl > low_wl ? inv[j] / factor : inv[j];
-        float smooth = (old / wl - lo) / (hi - lo);
-        float smoothed = (1.0f - smooth) * f / factor + smooth * f;
-        if (!(wl < high_wl) && !(wl > low_wl)) f = smoothed;
-        inv[j] = f;
-    }
-}
-
 /* cos/sin (n, hd/2) of fp32 angles pos * inv_freq, as HF builds them. */
 static void rope_tables(const hkm_config *g, int pos0, int n, float *cs, float *sn) {
     int half = g->head_dim / 2;
     float inv[half];
-    rope_inv_freq(g, inv);
+    hkm_rope_inv_freq(g, inv);
     for (int i = 0; i < n; i++)
         for (int j = 0; j < half; j++) {
             float a = (float)(pos0 + i) * inv[j];

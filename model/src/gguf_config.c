@@ -82,8 +82,30 @@ static hkm_status vocab_size(const cfgctx *c, int *out) {
     return HKM_OK;
 }
 
-/* Only unscaled RoPE over the whole head is handled. */
-static hkm_status check_rope(const cfgctx *c, const hkm_config *cfg) {
+/* rope_freqs.weight: head_dim / 2 finite divisors > 0 of the inverse
+ * frequencies. */
+static hkm_status rope_factors(const cfgctx *c, hkm_config *cfg) {
+    const char *path = hkm_gguf_path(c->g);
+    hkm_tensor_info info;
+    HKM_TRY(hkm_gguf_info(c->g, "rope_freqs.weight", &info, c->err));
+    int64_t half = cfg->head_dim / 2, n = 1;
+    for (int d = 0; d < info.ndim; d++) n *= info.dims[d];
+    if (info.ndim != 1 || n != half || half > HKM_MAX_ROPE_PAIRS)
+        return hkm_fail(c->err, HKM_ERR_SHAPE,
+                        "%s: tensor 'rope_freqs.weight' has %lld values in %d dims; expected one dim of head_dim / 2 = "
+                        "%lld (at most %d)", path, (long long)n, info.ndim, (long long)half, HKM_MAX_ROPE_PAIRS);
+    HKM_TRY(hkm_gguf_read_f32(c->g, "rope_freqs.weight", cfg->rope_freq_div, (size_t)half, c->err));
+    for (int64_t j = 0; j < half; j++)
+        if (!(cfg->rope_freq_div[j] > 0 && isfinite(cfg->rope_freq_div[j])))
+            return hkm_fail(c->err, HKM_ERR_FORMAT, "%s: tensor 'rope_freqs.weight'[%lld] = %g; expected a finite value > 0",
+                            path, (long long)j, cfg->rope_freq_div[j]);
+    cfg->rope_type = HKM_ROPE_FREQ_FACTORS;
+    return HKM_OK;
+}
+
+/* RoPE over the whole head, unscaled or with llama.cpp's per-pair frequency
+ * factors (rope_freqs.weight: Llama 3.1/3.2 store their llama3 scaling so). */
+static hkm_status check_rope(const cfgctx *c, hkm_config *cfg) {
     const char *path = hkm_gguf_path(c->g);
     char key[160];
     snprintf(key, sizeof key, "%s.rope.scaling.type", c->arch);
@@ -94,10 +116,7 @@ static hkm_status check_rope(const cfgctx *c, const hkm_config *cfg) {
             return hkm_fail(c->err, HKM_ERR_UNSUPPORTED, "%s: key '%s' = '%.40s' is not supported (expected 'none')",
                             path, key, t);
     }
-    if (has_tensor(c->g, "rope_freqs.weight"))
-        return hkm_fail(c->err, HKM_ERR_UNSUPPORTED,
-                        "%s: tensor 'rope_freqs.weight' (RoPE scaling stored as per-dimension factors) is not supported",
-                        path);
+    if (has_tensor(c->g, "rope_freqs.weight")) HKM_TRY(rope_factors(c, cfg));
     int rot;
     HKM_TRY(arch_int(c, "rope.dimension_count", cfg->head_dim, &rot));
     if (rot != cfg->head_dim)
@@ -151,9 +170,9 @@ hkm_status hkm_gguf_config(const hkm_gguf *g, hkm_config *cfg, hkm_err *err) {
     HKM_TRY(arch_float(&c, "rope.freq_base", 10000.0f, 0, &cfg->rope_theta));
     HKM_TRY(vocab_size(&c, &cfg->vocab_size));
     HKM_TRY(check_dims(&c, cfg));
-    HKM_TRY(check_rope(&c, cfg));
     cfg->rope_type = HKM_ROPE_DEFAULT;
     cfg->rope_factor = 1.0f;
+    HKM_TRY(check_rope(&c, cfg)); /* may set HKM_ROPE_FREQ_FACTORS */
     /* llama.cpp writes output.weight only when the head is not the embedding. */
     cfg->tie_embeddings = !has_tensor(g, "output.weight");
     cfg->qkv_bias = has_tensor(g, "blk.0.attn_q.bias");

@@ -48,6 +48,12 @@ hkm_status hkm_file_commit(const char *tmp, const char *dst, hkm_err *err);
 hkm_status hkm_tmp_open(const char *path, const char *mode, char *tmp, size_t cap, FILE **out, hkm_err *err);
 hkm_status hkm_tmp_commit(FILE *f, const char *tmp, const char *path, hkm_err *err);
 
+/* ---------------------------------------------------------------- RoPE */
+/* inv (head_dim / 2): RoPE inverse frequencies as transformers computes them
+ * in fp32 (1 / theta^(2j / hd), then llama3 smoothing), or divided by a GGUF's
+ * per-pair factors as llama.cpp does (rope.c; the CPU and CUDA engines). */
+void hkm_rope_inv_freq(const hkm_config *c, float *inv);
+
 /* ---------------------------------------------------------------- weights */
 
 /* One decoder layer in fp32, HF layout: a linear weight is (out, in). */
