@@ -482,7 +482,9 @@ int main(void) {
     test_attention(4, 2, 128, 130, 0, 70, 0); /* hd 128, tiles off the diagonal */
     test_attention(4, 2, 16, 40, 3, 9, 0);    /* hd 16 (tiny checkpoints), padded */
     test_attention(2, 1, 256, 70, 33, 0, 0);  /* hd 256, narrow key tiles */
-    test_attention(8, 2, 64, 1100, 37, 300, 0); /* long chunk: 32 rows per warp */
+    test_attention(8, 2, 64, 1100, 37, 300, 0); /* long chunk: the wgmma kernel on Hopper (32 rows per warp elsewhere) */
+    test_attention(4, 4, 64, 2000, 0, 0, 0);  /* long chunk, MHA, no cache: many diagonal tiles */
+    test_attention(8, 2, 64, 1301, 700, 1234, 0); /* long chunk after uneven caches, ragged last tiles */
     test_attention(4, 1, 32, 1030, 64, 0, 0); /* long chunk, hd 32 */
     test_attention(8, 2, 64, 1, 300, 5000, 1);/* decode, split over keys */
     test_attention(4, 2, 128, 1, 0, 17, 1);   /* decode, first token of a head */
