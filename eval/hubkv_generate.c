@@ -1,6 +1,7 @@
 /* hubkv-generate: tokenize a prompt with the model's own tokenizer and print
  * the model's greedy continuation (CPU forward). The smoke test of the engine
  * that the README's main command runs until the full pipeline lands. */
+#include "hubkv_cli.h"
 #include "hubkv_model.h"
 
 #include <getopt.h>
@@ -38,6 +39,7 @@ static char *chatml(const char *prompt) {
 }
 
 int main(int argc, char **argv) {
+    hkc_tool("hubkv-generate");
     const char *model_path = NULL, *tok_path = NULL, *prompt = NULL;
     int chat = 0, max_new = 64;
     static struct option opts[] = {{"model", required_argument, 0, 'm'},
@@ -54,16 +56,7 @@ int main(int argc, char **argv) {
         case 't': tok_path = optarg; break;
         case 'p': prompt = optarg; break;
         case 'c': chat = 1; break;
-        case 'n': {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (*end || v < 1 || v > 100000) {
-                fprintf(stderr, "hubkv-generate: --max-new: expected an integer in [1, 100000], got '%s'\n", optarg);
-                return 2;
-            }
-            max_new = (int)v;
-            break;
-        }
+        case 'n': max_new = (int)hkc_long("--max-new", optarg, 1, 100000); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }

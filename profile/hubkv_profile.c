@@ -5,11 +5,11 @@
  * end). Runs on the GPU when one is usable (--device), else on the CPU. */
 #include "calib_set.h"
 #include "hkm_internal.h"
+#include "hubkv_cli.h"
 #include "mpi_reduce.h"
 #include "profile_run.h"
 #include "stats_file.h"
 
-#include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -54,23 +54,6 @@ static void usage(FILE *f) {
         "Environment: HUBKV_TEST_EXIT_AFTER=K exits with 137 after K contexts (tests).\n");
 }
 
-static void fail_arg(const char *flag, const char *what, const char *v) {
-    fprintf(stderr, "hubkv-profile: %s: expected %s, got '%s'\n", flag, what, v);
-    exit(2);
-}
-
-static long parse_long(const char *flag, const char *v, long lo, long hi) {
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || *end || end == v || x < lo || x > hi) {
-        char what[96];
-        snprintf(what, sizeof what, "an integer in [%ld, %ld]", lo, hi);
-        fail_arg(flag, what, v);
-    }
-    return x;
-}
-
 static void parse(opts *o, int argc, char **argv) {
     *o = (opts){.split = "calib", .device = "auto", .shard_n = 1, .fut_max = 512, .grid = 256, .sink = 4,
                 .recent = 32, .snap_window = 32, .snap_kernel = 7, .snap_max = 1, .kvzip = 1};
@@ -88,36 +71,36 @@ static void parse(opts *o, int argc, char **argv) {
         else if (!strcmp(a, "--calib")) o->calib = v;
         else if (!strcmp(a, "--out")) o->out = v;
         else if (!strcmp(a, "--split")) {
-            if (strcmp(v, "calib") && strcmp(v, "heldout") && strcmp(v, "all")) fail_arg(a, "calib, heldout or all", v);
+            if (strcmp(v, "calib") && strcmp(v, "heldout") && strcmp(v, "all")) hkc_bad(a, "calib, heldout or all", v);
             o->split = v;
         } else if (!strcmp(a, "--shard")) {
             char *end;
             o->shard_i = strtol(v, &end, 10);
-            if (*end != '/' || end == v) fail_arg(a, "I/N", v);
+            if (*end != '/' || end == v) hkc_bad(a, "I/N", v);
             o->shard_n = strtol(end + 1, &end, 10);
-            if (*end || o->shard_n < 1 || o->shard_i < 0 || o->shard_i >= o->shard_n) fail_arg(a, "I/N with 0 <= I < N", v);
+            if (*end || o->shard_n < 1 || o->shard_i < 0 || o->shard_i >= o->shard_n) hkc_bad(a, "I/N with 0 <= I < N", v);
         }
-        else if (!strcmp(a, "--limit")) o->limit = parse_long(a, v, 1, 1L << 40);
-        else if (!strcmp(a, "--future-max")) o->fut_max = parse_long(a, v, 1, 1 << 20);
-        else if (!strcmp(a, "--grid")) o->grid = parse_long(a, v, 1, 65535);
-        else if (!strcmp(a, "--sink")) o->sink = parse_long(a, v, 0, 1 << 20);
-        else if (!strcmp(a, "--recent")) o->recent = parse_long(a, v, 0, 1 << 20);
-        else if (!strcmp(a, "--snap-window")) o->snap_window = parse_long(a, v, 1, 1 << 20);
-        else if (!strcmp(a, "--snap-kernel")) { o->snap_kernel = parse_long(a, v, 1, 1023); if (!(o->snap_kernel & 1)) fail_arg(a, "an odd kernel", v); }
+        else if (!strcmp(a, "--limit")) o->limit = hkc_long(a, v, 1, 1L << 40);
+        else if (!strcmp(a, "--future-max")) o->fut_max = hkc_long(a, v, 1, 1 << 20);
+        else if (!strcmp(a, "--grid")) o->grid = hkc_long(a, v, 1, 65535);
+        else if (!strcmp(a, "--sink")) o->sink = hkc_long(a, v, 0, 1 << 20);
+        else if (!strcmp(a, "--recent")) o->recent = hkc_long(a, v, 0, 1 << 20);
+        else if (!strcmp(a, "--snap-window")) o->snap_window = hkc_long(a, v, 1, 1 << 20);
+        else if (!strcmp(a, "--snap-kernel")) { o->snap_kernel = hkc_long(a, v, 1, 1023); if (!(o->snap_kernel & 1)) hkc_bad(a, "an odd kernel", v); }
         else if (!strcmp(a, "--snap-pool")) {
-            if (strcmp(v, "max") && strcmp(v, "avg")) fail_arg(a, "max or avg", v);
+            if (strcmp(v, "max") && strcmp(v, "avg")) hkc_bad(a, "max or avg", v);
             o->snap_max = !strcmp(v, "max");
         }
-        else if (!strcmp(a, "--chunk")) o->chunk = parse_long(a, v, 1, 1 << 16);
+        else if (!strcmp(a, "--chunk")) o->chunk = hkc_long(a, v, 1, 1 << 16);
         else if (!strcmp(a, "--device")) {
-            if (strcmp(v, "cpu") && strcmp(v, "gpu") && strcmp(v, "auto")) fail_arg(a, "cpu, gpu or auto", v);
+            if (strcmp(v, "cpu") && strcmp(v, "gpu") && strcmp(v, "auto")) hkc_bad(a, "cpu, gpu or auto", v);
             o->device = v;
         }
         else { fprintf(stderr, "hubkv-profile: unknown option %s\n", a); usage(stderr); exit(2); }
     }
-    if (!o->model) fail_arg("--model", "a model path", "");
-    if (!o->calib) fail_arg("--calib", "a calibration set", "");
-    if (!o->out && !o->bench && !o->bench_prefill) fail_arg("--out", "an output file", "");
+    if (!o->model) hkc_bad("--model", "a model path", "");
+    if (!o->calib) hkc_bad("--calib", "a calibration set", "");
+    if (!o->out && !o->bench && !o->bench_prefill) hkc_bad("--out", "an output file", "");
 }
 
 /* ---------------------------------------------------------------- merge */
@@ -513,6 +496,7 @@ static int profile_main(int argc, char **argv, const hkp_mpi *w) {
 }
 
 int main(int argc, char **argv) {
+    hkc_tool("hubkv-profile");
     if (argc > 1 && !strcmp(argv[1], "merge")) return cmd_merge(argc, argv);
     hkp_mpi w;
     hkp_mpi_init(&argc, &argv, &w);

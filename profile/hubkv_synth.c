@@ -2,6 +2,7 @@
  * families with their future windows) from data/templates.json and a corpus. */
 #include "calib_set.h"
 #include "hkm_internal.h"
+#include "hubkv_cli.h"
 #include "synth_tasks.h"
 
 #include <errno.h>
@@ -48,50 +49,22 @@ static void usage(FILE *f) {
         "                      needs no model, corpus or templates)\n");
 }
 
-static void die(const char *fmt, const char *a, const char *b) {
-    fprintf(stderr, "hubkv-synth: ");
-    fprintf(stderr, fmt, a, b);
-    fprintf(stderr, "\n");
-    exit(2);
-}
-
-static long parse_long(const char *flag, const char *v, long lo, long hi) {
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || *end || end == v || x < lo || x > hi) {
-        fprintf(stderr, "hubkv-synth: %s: expected an integer in [%ld, %ld], got '%s'\n", flag, lo, hi, v);
-        exit(2);
-    }
-    return x;
-}
-
-static double parse_double(const char *flag, const char *v, double lo, double hi) {
-    char *end;
-    double x = strtod(v, &end);
-    if (*end || end == v || !(x >= lo && x <= hi)) {
-        fprintf(stderr, "hubkv-synth: %s: expected a number in [%g, %g], got '%s'\n", flag, lo, hi, v);
-        exit(2);
-    }
-    return x;
-}
-
 static void parse_mix(opts *o, const char *s) {
     for (int t = 0; t < HKP_TASK_COUNT; t++) o->weights[t] = 0;
     char buf[256];
     snprintf(buf, sizeof buf, "%s", s);
     for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         char *eq = strchr(tok, '=');
-        if (!eq) die("--mix: '%s': expected name=weight%s", tok, "");
+        if (!eq) hkc_die("--mix: '%s': expected name=weight", tok);
         *eq = 0;
         int t = hkp_task_from_name(tok);
         if (t < 0 || t == HKP_TASK_RANDOM)
-            die("--mix: unknown task '%s': expected natural, needle, kv, mdqa, vartrack or copy%s", tok, "");
-        o->weights[t] = parse_double("--mix weight", eq + 1, 0, 1e6);
+            hkc_die("--mix: unknown task '%s': expected natural, needle, kv, mdqa, vartrack or copy", tok);
+        o->weights[t] = hkc_double("--mix weight", eq + 1, 0, 1e6);
     }
     double sum = 0;
     for (int t = 0; t < HKP_TASK_COUNT; t++) sum += o->weights[t];
-    if (sum <= 0) die("--mix '%s': expected a positive weight somewhere%s", s, "");
+    if (sum <= 0) hkc_die("--mix '%s': expected a positive weight somewhere", s);
 }
 
 static void parse(opts *o, int argc, char **argv) {
@@ -116,20 +89,20 @@ static void parse(opts *o, int argc, char **argv) {
         else if (!strcmp(a, "--corpus")) o->corpus = v;
         else if (!strcmp(a, "--templates")) o->templates = v;
         else if (!strcmp(a, "--mix")) o->mix = v;
-        else if (!strcmp(a, "--count")) o->count = parse_long(a, v, 1, 100000000);
-        else if (!strcmp(a, "--seed")) o->seed = (unsigned long long)parse_long(a, v, 0, 0x7fffffffffffffffL);
-        else if (!strcmp(a, "--min-len")) o->min_len = parse_long(a, v, 8, 1 << 24);
-        else if (!strcmp(a, "--max-len")) o->max_len = parse_long(a, v, 8, 1 << 24);
-        else if (!strcmp(a, "--future-min")) o->fut_min = parse_long(a, v, 1, 1 << 20);
-        else if (!strcmp(a, "--future-max")) o->fut_max = parse_long(a, v, 1, 1 << 20);
-        else if (!strcmp(a, "--heldout-frac")) o->heldout = parse_double(a, v, 0, 1);
-        else if (!strcmp(a, "--random-vocab")) o->random_vocab = parse_long(a, v, 4, 1 << 24);
+        else if (!strcmp(a, "--count")) o->count = hkc_long(a, v, 1, 100000000);
+        else if (!strcmp(a, "--seed")) o->seed = (unsigned long long)hkc_long(a, v, 0, 0x7fffffffffffffffL);
+        else if (!strcmp(a, "--min-len")) o->min_len = hkc_long(a, v, 8, 1 << 24);
+        else if (!strcmp(a, "--max-len")) o->max_len = hkc_long(a, v, 8, 1 << 24);
+        else if (!strcmp(a, "--future-min")) o->fut_min = hkc_long(a, v, 1, 1 << 20);
+        else if (!strcmp(a, "--future-max")) o->fut_max = hkc_long(a, v, 1, 1 << 20);
+        else if (!strcmp(a, "--heldout-frac")) o->heldout = hkc_double(a, v, 0, 1);
+        else if (!strcmp(a, "--random-vocab")) o->random_vocab = hkc_long(a, v, 4, 1 << 24);
         else { fprintf(stderr, "hubkv-synth: unknown option %s\n", a); usage(stderr); exit(2); }
     }
-    if (!o->out) die("--out: expected an output file%s%s", "", "");
-    if (!o->random_vocab && !o->model && !o->tokenizer) die("--model: expected a model path (or --tokenizer, or --random-vocab)%s%s", "", "");
-    if (o->min_len > o->max_len) die("--min-len > --max-len: expected min <= max%s%s", "", "");
-    if (o->fut_min > o->fut_max) die("--future-min > --future-max: expected min <= max%s%s", "", "");
+    if (!o->out) hkc_die("--out: expected an output file");
+    if (!o->random_vocab && !o->model && !o->tokenizer) hkc_die("--model: expected a model path (or --tokenizer, or --random-vocab)");
+    if (o->min_len > o->max_len) hkc_die("--min-len > --max-len: expected min <= max");
+    if (o->fut_min > o->fut_max) hkc_die("--future-min > --future-max: expected min <= max");
     parse_mix(o, o->mix);
 }
 
@@ -204,6 +177,7 @@ static cJSON *load_templates(const char *path) {
 
 int main(int argc, char **argv) {
     opts o;
+    hkc_tool("hubkv-synth");
     parse(&o, argc, argv);
     hkm_err err = {{0}};
     hkm_tokenizer *tok = NULL;

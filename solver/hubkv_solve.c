@@ -3,6 +3,7 @@
  * optional LU-KV / DuoAttention / KVzip exports. */
 #include "baselines.h"
 #include "export.h"
+#include "hubkv_cli.h"
 #include "inputs.h"
 #include "profile_out.h"
 #include "solve.h"
@@ -42,23 +43,6 @@ static void usage(FILE *f) {
         "  --quiet              no summary\n");
 }
 
-static void die(const char *fmt, const char *a, const char *b) {
-    fprintf(stderr, "hubkv-solve: ");
-    fprintf(stderr, fmt, a, b);
-    fprintf(stderr, "\n");
-    exit(2);
-}
-
-static double parse_num(const char *opt, const char *v, double lo, double hi) {
-    char *e;
-    double x = strtod(v, &e);
-    if (e == v || *e || !(x >= lo && x <= hi)) {
-        fprintf(stderr, "hubkv-solve: %s '%s': expected a number in [%g, %g]\n", opt, v, lo, hi);
-        exit(2);
-    }
-    return x;
-}
-
 static void parse_args(int argc, char **argv, opts *o) {
     memset(o, 0, sizeof *o);
     o->scorer = "snapkv";
@@ -77,20 +61,20 @@ static void parse_args(int argc, char **argv, opts *o) {
         else if (!strcmp(a, "--scorer")) o->scorer = v;
         else if (!strcmp(a, "--ratios")) o->ratios = v;
         else if (!strcmp(a, "--layer-weights")) o->layer_w = v;
-        else if (!strcmp(a, "--context-len")) o->context_len = (long)parse_num(a, v, 1, 1 << 30);
-        else if (!strcmp(a, "--min-keep")) o->min_keep = parse_num(a, v, 0, 1);
-        else if (!strcmp(a, "--max-keep")) o->max_keep = parse_num(a, v, 0, 1);
+        else if (!strcmp(a, "--context-len")) o->context_len = hkc_long(a, v, 1, 1 << 30);
+        else if (!strcmp(a, "--min-keep")) o->min_keep = hkc_double(a, v, 0, 1);
+        else if (!strcmp(a, "--max-keep")) o->max_keep = hkc_double(a, v, 0, 1);
         else if (!strcmp(a, "--export-lukv")) o->lukv = v;
         else if (!strcmp(a, "--export-duo")) o->duo = v;
-        else if (!strcmp(a, "--duo-ratio")) o->duo_ratio = (int)parse_num(a, v, 1, 99);
+        else if (!strcmp(a, "--duo-ratio")) o->duo_ratio = (int)hkc_long(a, v, 1, 99);
         else if (!strcmp(a, "--export-kvzip")) o->kvzip = v;
         else { fprintf(stderr, "hubkv-solve: unknown option %s\n", a); usage(stderr); exit(2); }
     }
-    if (!o->stats) die("--stats: expected the stats file of hubkv-profile%s%s", "", "");
-    if (!o->out) die("--out: expected the profile to write%s%s", "", "");
+    if (!o->stats) hkc_die("--stats: expected the stats file of hubkv-profile");
+    if (!o->out) hkc_die("--out: expected the profile to write");
     if (hks_scorer_index(o->scorer) < 0)
-        die("--scorer '%s': expected snapkv, h2o, keydiff, kvzip or oracle%s", o->scorer, "");
-    if (o->min_keep > o->max_keep) die("--min-keep must not exceed --max-keep%s%s", "", "");
+        hkc_die("--scorer '%s': expected snapkv, h2o, keydiff, kvzip or oracle", o->scorer);
+    if (o->min_keep > o->max_keep) hkc_die("--min-keep must not exceed --max-keep");
 }
 
 /* Comma-separated numbers: exactly n values into out. */
@@ -147,6 +131,7 @@ static float *to_keep(const int64_t *counts, int64_t n, int64_t N) {
 
 int main(int argc, char **argv) {
     opts o;
+    hkc_tool("hubkv-solve");
     parse_args(argc, argv, &o);
     hkm_err err = {{0}};
     int sc = hks_scorer_index(o.scorer);
