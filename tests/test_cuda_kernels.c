@@ -300,8 +300,8 @@ static void test_attention(int H, int KV, int hd, int n, int len0, int len1, int
 
 /* With HKG_ATTN_BENCH set: prefill attention time and TFLOP/s (causal:
  * 2 n^2 H hd) for the Llama-3.2-1B head shape, no cache. Not a check. */
-static void bench_prefill(int n) {
-    int H = 32, KV = 8, hd = 64;
+static void bench_prefill(int n, int hd) {
+    int H = 32, KV = 8;
     size_t nq = (size_t)H * n * hd, nkv = (size_t)KV * n * hd;
     hkg_bf16 *q, *k, *v, *o;
     float *lse;
@@ -319,7 +319,7 @@ static void bench_prefill(int n) {
     CU(cudaMemset(v, 0x3c, nkv * 2));
     CU(cudaMemcpy(doff, off, 32, cudaMemcpyHostToDevice));
     CU(cudaMemcpy(dlen, len, 32, cudaMemcpyHostToDevice));
-    hkg_attn_args a = {q, k, v, doff, dlen, n, H, KV, hd, 0.125f};
+    hkg_attn_args a = {q, k, v, doff, dlen, n, H, KV, hd, 1.0f / sqrtf((float)hd)};
     cudaEvent_t e0, e1;
     CU(cudaEventCreate(&e0));
     CU(cudaEventCreate(&e1));
@@ -332,7 +332,7 @@ static void bench_prefill(int n) {
     float ms;
     CU(cudaEventElapsedTime(&ms, e0, e1));
     ms /= reps;
-    printf("bench prefill attention H=32 KV=8 hd=64 n=%d: %.3f ms, %.1f TFLOP/s\n", n, ms,
+    printf("bench prefill attention H=32 KV=8 hd=%d n=%d: %.3f ms, %.1f TFLOP/s\n", hd, n, ms,
            2.0 * n * n * H * hd / (ms * 1e-3) / 1e12);
     cudaFree(q), cudaFree(k), cudaFree(v), cudaFree(o), cudaFree(lse), cudaFree(doff), cudaFree(dlen);
     cudaEventDestroy(e0), cudaEventDestroy(e1);
@@ -485,6 +485,8 @@ int main(void) {
     test_attention(8, 2, 64, 1100, 37, 300, 0); /* long chunk: the wgmma kernel on Hopper (32 rows per warp elsewhere) */
     test_attention(4, 4, 64, 2000, 0, 0, 0);  /* long chunk, MHA, no cache: many diagonal tiles */
     test_attention(8, 2, 64, 1301, 700, 1234, 0); /* long chunk after uneven caches, ragged last tiles */
+    test_attention(4, 2, 128, 1100, 37, 300, 0); /* long chunk, hd 128 (the wgmma kernel's two 64-wide halves) */
+    test_attention(2, 2, 128, 1301, 700, 0, 0); /* long chunk, hd 128, MHA after a cache */
     test_attention(4, 1, 32, 1030, 64, 0, 0); /* long chunk, hd 32 */
     test_attention(8, 2, 64, 1, 300, 5000, 1);/* decode, split over keys */
     test_attention(4, 2, 128, 1, 0, 17, 1);   /* decode, first token of a head */
@@ -492,6 +494,7 @@ int main(void) {
     test_attention(9, 1, 64, 1, 700, 0, 1);   /* decode, 9 heads per KV head: two groups */
     test_attention(9, 3, 64, 1, 8000, 6000, 1); /* decode, SmolLM2 shape at 8K: 128 splits */
     test_attention(4, 4, 16, 1, 7, 300, 1);   /* decode, hd 16 */
-    if (getenv("HKG_ATTN_BENCH")) bench_prefill(8192), bench_prefill(32768);
+    if (getenv("HKG_ATTN_BENCH"))
+        bench_prefill(8192, 64), bench_prefill(32768, 64), bench_prefill(8192, 128), bench_prefill(32768, 128);
     return test_summary("test_cuda_kernels");
 }

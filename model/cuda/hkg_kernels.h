@@ -117,7 +117,7 @@ typedef struct {
 /* out (n, H*hd) bf16, lse (H, n) fp32: log-sum-exp of each row's scaled scores. */
 cudaError_t hkg_attn_prefill(const hkg_attn_args *a, hkg_bf16 *out, float *lse,
                              cudaStream_t s);
-/* The same on Hopper's warpgroup MMA, head_dim 64 only; cudaErrorNotSupported
+/* The same on Hopper's warpgroup MMA, head_dim 64 or 128; cudaErrorNotSupported
  * for other shapes or where its sm_90a code does not run. */
 cudaError_t hkg_attn_prefill_wg(const hkg_attn_args *a, hkg_bf16 *out, float *lse,
                                 cudaStream_t s);

@@ -257,7 +257,7 @@ extern "C" cudaError_t hkg_attn_prefill(const hkg_attn_args *a, hkg_bf16 *out, f
     const bool wide = a->n > 1024;
     if (a->hd <= 32)
         return wide ? launch_flash<32, 64, 2>(a, o, lse, s) : launch_flash<32, 64, 1>(a, o, lse, s);
-    if (a->hd == 64 && wide) { /* Hopper: the warpgroup-MMA kernel (k_attn_prefill_wg.cu) */
+    if ((a->hd == 64 || a->hd == 128) && wide) { /* Hopper: the warpgroup-MMA kernel (k_attn_prefill_wg.cu) */
         cudaError_t e = hkg_attn_prefill_wg(a, out, lse, s);
         if (e != cudaErrorNotSupported) return e;
     }
