@@ -486,6 +486,7 @@ int main(void) {
     test_attention(4, 4, 64, 2000, 0, 0, 0);  /* long chunk, MHA, no cache: many diagonal tiles */
     test_attention(8, 2, 64, 1301, 700, 1234, 0); /* long chunk after uneven caches, ragged last tiles */
     test_attention(4, 2, 128, 1100, 37, 300, 0); /* long chunk, hd 128 (the wgmma kernel's two 64-wide halves) */
+    test_attention(32, 4, 64, 520, 900, 1500, 0); /* a 520-token chunk after caches: 160 blocks of 128 rows (wgmma) */
     test_attention(2, 2, 128, 1301, 700, 0, 0); /* long chunk, hd 128, MHA after a cache */
     test_attention(4, 1, 32, 1030, 64, 0, 0); /* long chunk, hd 32 */
     test_attention(8, 2, 64, 1, 300, 5000, 1);/* decode, split over keys */

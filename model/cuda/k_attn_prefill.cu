@@ -257,7 +257,10 @@ extern "C" cudaError_t hkg_attn_prefill(const hkg_attn_args *a, hkg_bf16 *out, f
     const bool wide = a->n > 1024;
     if (a->hd <= 32)
         return wide ? launch_flash<32, 64, 2>(a, o, lse, s) : launch_flash<32, 64, 1>(a, o, lse, s);
-    if ((a->hd == 64 || a->hd == 128) && wide) { /* Hopper: the warpgroup-MMA kernel (k_attn_prefill_wg.cu) */
+    /* Hopper: the warpgroup-MMA kernel (k_attn_prefill_wg.cu), for long
+     * chunks, or shorter ones whose 128-row blocks still fill the SMs */
+    const bool wg_fill = wide || (long)a->H * ((a->n + 127) / 128) >= hkg_sm_count();
+    if ((a->hd == 64 || a->hd == 128) && wg_fill) {
         cudaError_t e = hkg_attn_prefill_wg(a, out, lse, s);
         if (e != cudaErrorNotSupported) return e;
     }
