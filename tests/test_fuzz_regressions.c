@@ -23,16 +23,9 @@ static fz_entry entry_by_name(const char *target) {
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 static int replay_file(fz_entry fn, const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return 0;
-    char *buf = NULL;
     size_t len = 0;
-    FILE *m = open_memstream(&buf, &len);
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) fwrite(chunk, 1, n, m);
-    fclose(f);
-    fclose(m);
+    char *buf = test_slurp(path, &len);
+    if (!buf) return 0;
     fprintf(stderr, "replay %s (%zu bytes)\n", path, len);
     fn((const uint8_t *)buf, len); /* aborts on a broken invariant; ASan reports memory errors */
     free(buf);
