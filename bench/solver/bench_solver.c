@@ -92,10 +92,11 @@ static double dp_ms(int nh, int U) {
 }
 
 /* All scorers' mean curves of a stats file (or only `only`'s, >= 0), (n,
- * G) into *curves; returns n (0 on error, reported). */
-static int load_real(const char *path, int only, int32_t *G, double **curves) {
+ * G) into *curves, and its grid (G) into *grid (it may not be k / (G-1));
+ * returns n (0 on error, reported). */
+static int load_real(const char *path, int only, int32_t *G, double **curves, double **grid) {
     int n = 0;
-    *curves = NULL;
+    *curves = NULL, *grid = NULL;
     for (int sc = 0; sc <= 4; sc++) {
         if (only >= 0 && sc != only) continue;
         hks_stats_in st = {0};
@@ -107,7 +108,8 @@ static int load_real(const char *path, int only, int32_t *G, double **curves) {
         int m = st.L * st.H;
         *G = st.G;
         double *c = realloc(*curves, (size_t)(n + m) * st.G * sizeof *c);
-        if (!c) exit(1);
+        if (!c || (!*grid && !(*grid = malloc((size_t)st.G * sizeof **grid)))) exit(1);
+        memcpy(*grid, st.grid, (size_t)st.G * sizeof **grid);
         *curves = c;
         memcpy(c + (size_t)n * st.G, st.loss, (size_t)m * st.G * sizeof *c);
         n += m;
@@ -126,10 +128,10 @@ int main(int argc, char **argv) {
     }
     int L = argc > 3 ? atoi(argv[1]) : 80, H = argc > 3 ? atoi(argv[2]) : 64, G = argc > 3 ? atoi(argv[3]) : 4096;
     int kinds = argc > 4 ? atoi(argv[4]) : stats ? 31 : 15;
-    double *real = NULL;
+    double *real = NULL, *real_grid = NULL;
     int n_real = 0;
     if (stats && (kinds & 16)) {
-        n_real = load_real(stats, only, &G, &real);
+        n_real = load_real(stats, only, &G, &real, &real_grid);
         if (!n_real) return 1;
     }
     size_t n = (size_t)L * H * G;
@@ -170,11 +172,8 @@ int main(int argc, char **argv) {
         printf("  %-48s PAVA+hull %7.1f ms  greedy (99 ratios) %7.1f ms  total %7.1f ms  (%.1f knots/head)\n", kind[k],
                th, tg, th + tg, (double)knots / (L * H));
     }
-    if (n_real) { // the stats file's grid may not be k/(G-1)
-        hks_stats_in st = {0};
-        hkm_err err = {{0}};
-        if (hks_stats_load(stats, 0, &st, &err) == HKM_OK) memcpy(grid, st.grid, (size_t)G * sizeof *grid);
-        hks_stats_in_free(&st);
+    if (n_real) {
+        memcpy(grid, real_grid, (size_t)G * sizeof *grid);
         for (int h = 0; h < L * H; h++) memcpy(loss + (size_t)h * G, real + (size_t)(h % n_real) * G, (size_t)G * sizeof *loss);
         double th, tg;
         int64_t knots;
@@ -198,6 +197,6 @@ int main(int argc, char **argv) {
         printf("  U = %5d: DP %9.2f ms   hull + greedy %.3f ms\n", U, dp_ms(NH, U), th + tg);
         free(sg), free(sl);
     }
-    free(grid), free(loss), free(ctx), free(real);
+    free(grid), free(loss), free(ctx), free(real), free(real_grid);
     return 0;
 }
