@@ -25,6 +25,11 @@ if command -v compute-sanitizer >/dev/null; then
   step compute-sanitizer --tool racecheck --error-exitcode 1 $B/tests/test_cuda_kernels
   HUBKV_TEST_DATA=$PWD/tests/data step compute-sanitizer --tool memcheck --error-exitcode 1 \
        $B/tests/test_cuda_forward
+  # the persistent decode kernel (grid barriers, bulk copies into shared memory)
+  HUBKV_TEST_PERSIST_ONLY=1 step compute-sanitizer --tool racecheck --error-exitcode 1 \
+       $B/tests/test_cuda_forward
+  HUBKV_TEST_PERSIST_ONLY=1 step compute-sanitizer --tool synccheck --error-exitcode 1 \
+       $B/tests/test_cuda_forward
 else
   echo "compute-sanitizer not found"; failed+=("compute-sanitizer missing")
 fi

@@ -17,12 +17,20 @@
 
 /* ---------------------------------------------------------------- random model */
 
-static hkm_model *random_model(hkm_arch arch, hkm_rope_type rope, int tied) {
+typedef struct {
+    int n_layers, d, H, KV, hd, ff, V;
+} shape;
+/* the capture checks below assume this one (hidden 128, head_dim 32) */
+static const shape SHAPE_SMALL = {3, 128, 4, 2, 32, 256, 300};
+
+static hkm_model *random_model_shape(hkm_arch arch, hkm_rope_type rope, int tied,
+                                     const shape *sh) {
     hkm_model *m = calloc(1, sizeof *m);
     hkm_config *c = &m->cfg;
     c->arch = arch;
-    c->n_layers = 3, c->d_model = 128, c->n_heads = 4, c->n_kv_heads = 2, c->head_dim = 32;
-    c->d_ff = 256, c->vocab_size = 300, c->max_pos = 4096, c->rms_eps = 1e-5f;
+    c->n_layers = sh->n_layers, c->d_model = sh->d, c->n_heads = sh->H;
+    c->n_kv_heads = sh->KV, c->head_dim = sh->hd, c->d_ff = sh->ff, c->vocab_size = sh->V;
+    c->max_pos = 8192, c->rms_eps = 1e-5f;
     c->rope_theta = 10000.0f, c->rope_type = rope, c->rope_factor = 8.0f;
     c->rope_low_freq_factor = 1.0f, c->rope_high_freq_factor = 4.0f, c->rope_orig_max_pos = 64;
     c->tie_embeddings = tied, c->qkv_bias = arch == HKM_ARCH_QWEN2, c->qk_norm = arch == HKM_ARCH_QWEN3;
@@ -50,7 +58,8 @@ static hkm_model *random_model(hkm_arch arch, hkm_rope_type rope, int tied) {
     TAKE(m->out_norm, d, 0.2f, 1.0f);
     for (int l = 0; l < c->n_layers; l++) {
         hkm_layer *L = &m->layers[l];
-        float a = 0.15f; /* ~ 1/sqrt(d) keeps activations O(1) */
+        float a = 1.7f / sqrtf((float)d); /* keeps activations O(1) */
+        float a_down = 1.6f / sqrtf((float)ff);
         TAKE(L->attn_norm, d, 0.2f, 1.0f);
         TAKE(L->wq, qd * d, a, 0);
         TAKE(L->wk, kd * d, a, 0);
@@ -59,7 +68,7 @@ static hkm_model *random_model(hkm_arch arch, hkm_rope_type rope, int tied) {
         TAKE(L->ffn_norm, d, 0.2f, 1.0f);
         TAKE(L->w_gate, ff * d, a, 0);
         TAKE(L->w_up, ff * d, a, 0);
-        TAKE(L->w_down, d * ff, 0.1f, 0);
+        TAKE(L->w_down, d * ff, a_down, 0);
         if (c->qkv_bias) {
             TAKE(L->bq, qd, 0.5f, 0);
             TAKE(L->bk, kd, 0.5f, 0);
@@ -72,6 +81,10 @@ static hkm_model *random_model(hkm_arch arch, hkm_rope_type rope, int tied) {
     }
 #undef TAKE
     return m;
+}
+
+static hkm_model *random_model(hkm_arch arch, hkm_rope_type rope, int tied) {
+    return random_model_shape(arch, rope, tied, &SHAPE_SMALL);
 }
 
 /* ---------------------------------------------------------------- comparisons */
@@ -294,18 +307,38 @@ static void test_stats_select(hkm_gpu_model *g, const int32_t *ids) {
 
 /* ---------------------------------------------------------------- random models */
 
-static void test_random(const char *name, hkm_arch arch, hkm_rope_type rope, int tied) {
+/* Force decode onto the persistent kernel (1) or the per-kernel path (0). */
+static void set_persist(hkm_gpu_model *g, int on) {
+    g->persist_env = on;
+    g->persist = HKG_PD_UNDECIDED;
+}
+
+/* Decode went the way asked: tokens served by the persistent kernel. */
+static void check_persist(const char *name, const hkm_gpu_model *g, int on, int tokens) {
+    int ok = on ? g->persist == HKG_PD_ON && g->persist_tokens == tokens
+                : g->persist_tokens == 0;
+    CHECK(ok, "%s: persistent decode served %d of %d tokens (asked %s)", name,
+          g->persist_tokens, tokens, on ? "on" : "off");
+    printf("%s %s: persistent decode served %d of %d decode tokens\n", ok ? "PASS" : "FAIL",
+           name, g->persist_tokens, tokens);
+}
+
+static void test_random(const char *label, hkm_arch arch, hkm_rope_type rope, int tied,
+                        int persist) {
     hkm_err err = {{0}};
     hkm_model *m = random_model(arch, rope, tied);
     int V = m->cfg.vocab_size, n = 40, cap = 64;
     int32_t ids[64];
     for (int i = 0; i < 64; i++) ids[i] = (int32_t)((i * 37 + 11) % V);
+    char name[96];
+    snprintf(name, sizeof name, "%s, %s decode", label, persist ? "persistent" : "per-kernel");
     hkm_gpu_model *g = NULL;
     if (hkm_gpu_model_upload(m, 16, &g, &err) != HKM_OK) {
         CHECK(0, "%s: upload: %s", name, err.msg);
         hkm_model_free(m);
         return;
     }
+    set_persist(g, persist);
     hkm_kvcache *kc = NULL;
     hkm_gpu_cache *gc = NULL;
     CHECK(hkm_kvcache_create(&m->cfg, cap, &kc, &err) == HKM_OK, "%s", err.msg);
@@ -358,6 +391,7 @@ static void test_random(const char *name, hkm_arch arch, hkm_rope_type rope, int
     CHECK(hkm_gpu_forward(g, gc, ids + 3, 1, HKM_LOGITS_LAST, got, NULL, &err) == HKM_OK, "%s", err.msg);
     snprintf(what, sizeof what, "%s: decode after rewind", name);
     compare_logits(what, got, ref, 1, V);
+    check_persist(name, g, persist, 6);
     /* errors: bad id, capacity */
     int32_t bad = V;
     CHECK(hkm_gpu_forward(g, gc, &bad, 1, HKM_LOGITS_NONE, NULL, NULL, &err) == HKM_ERR_ARG,
@@ -369,6 +403,62 @@ static void test_random(const char *name, hkm_arch arch, hkm_rope_type rope, int
     hkm_gpu_cache_free(gc);
     hkm_gpu_model_free(g);
     hkm_model_free(m);
+}
+
+/* Persistent decode after a long chunked prefill and per-head eviction (so
+ * every key split of the kernel holds keys, and the heads differ in length),
+ * against the CPU engine. */
+/* from_global: weights and most keys read from global memory (test knobs
+ * of the kernel's shared memory plan). */
+static void test_persist_long(const char *name, hkm_arch arch, const shape *sh, int n,
+                              int from_global) {
+    hkm_err err = {{0}};
+    hkm_model *m = random_model_shape(arch, HKM_ROPE_DEFAULT, 1, sh);
+    int V = sh->V, cap = n + 8, steps = 4, chunk = 512;
+    int32_t *ids = malloc((size_t)(n + steps) * 4), *keep = malloc((size_t)n * 4);
+    float *ref = malloc((size_t)steps * V * 4), *got = malloc((size_t)steps * V * 4);
+    for (int i = 0; i < n + steps; i++) ids[i] = (int32_t)(((size_t)i * 7919 + 13) % V);
+    hkm_gpu_model *g = NULL;
+    hkm_gpu_cache *gc = NULL;
+    hkm_kvcache *kc = NULL;
+    CHECK(hkm_gpu_model_upload(m, chunk, &g, &err) == HKM_OK, "%s: %s", name, err.msg);
+    CHECK(g && hkm_gpu_cache_create(g, cap, &gc, &err) == HKM_OK, "%s: %s", name, err.msg);
+    CHECK(hkm_kvcache_create(&m->cfg, cap, &kc, &err) == HKM_OK, "%s: %s", name, err.msg);
+    if (g && gc && kc) {
+        set_persist(g, 1);
+        if (from_global) g->pd_no_stage = 1, g->pd_kv_keys_max = 16;
+        CHECK(hkm_forward_cpu(m, kc, ids, n, HKM_LOGITS_NONE, NULL, NULL, &err) == HKM_OK,
+              "%s", err.msg);
+        for (int i = 0; i < n; i += chunk) {
+            int k = n - i < chunk ? n - i : chunk;
+            CHECK(hkm_gpu_forward(g, gc, ids + i, k, HKM_LOGITS_NONE, NULL, NULL, &err) ==
+                  HKM_OK, "%s", err.msg);
+        }
+        for (int l = 0; l < sh->n_layers; l++)
+            for (int h = 0; h < sh->KV; h++) {
+                int nk = 0;
+                for (int j = 0; j < n; j++)
+                    if (j < 4 || (j * 7 + l * 3 + h * 5) % (5 + h) < 3) keep[nk++] = j;
+                CHECK(hkm_kvcache_keep(kc, l, h, keep, nk, &err) == HKM_OK, "%s", err.msg);
+                CHECK(hkm_gpu_cache_keep(gc, l, h, keep, nk, &err) == HKM_OK, "%s", err.msg);
+            }
+        for (int s = 0; s < steps; s++) {
+            CHECK(hkm_forward_cpu(m, kc, ids + n + s, 1, HKM_LOGITS_LAST, ref + (size_t)s * V,
+                                  NULL, &err) == HKM_OK, "%s", err.msg);
+            CHECK(hkm_gpu_forward(g, gc, ids + n + s, 1, HKM_LOGITS_LAST, got + (size_t)s * V,
+                                  NULL, &err) == HKM_OK, "%s", err.msg);
+        }
+        char what[160];
+        snprintf(what, sizeof what, "%s: persistent decode after %d tokens and eviction%s",
+                 name, n, from_global ? " (weights and most keys read from global memory)" : "");
+        compare_logits(what, got, ref, steps, V);
+        check_persist(name, g, 1, steps);
+    }
+    hkm_kvcache_free(kc);
+    hkm_gpu_cache_free(gc);
+    hkm_gpu_model_free(g);
+    hkm_model_free(m);
+    free(ids), free(keep), free(ref), free(got);
 }
 
 /* ---------------------------------------------------------------- checkpoints */
@@ -437,11 +527,13 @@ static void test_checkpoint(const char *name, const char *path, const int32_t *p
         CHECK(ok || tie, "%s: greedy continuations differ at step %d of %d/%d", name, k, nc, ng);
         printf("%s %s: greedy continuation (%d tokens, same for %d%s)\n", ok || tie ? "PASS" : "FAIL",
                name, nc, k, tie ? ", then a near-tie within bf16 tolerance" : "");
-        /* every decode step after the first token goes through the graph */
-        CHECK(g->graph_replays >= ng - 1, "%s: decode graph replayed %d times for %d steps",
-              name, g->graph_replays, ng - 1);
-        printf("%s %s: decode graph replayed %d times\n", g->graph_replays >= ng - 1 ? "PASS"
-               : "FAIL", name, g->graph_replays);
+        /* every decode step after the first token goes through the graph or
+         * the persistent kernel */
+        int fast = g->graph_replays + g->persist_tokens;
+        CHECK(fast >= ng - 1, "%s: %d of %d decode steps by graph or persistent kernel", name,
+              fast, ng - 1);
+        printf("%s %s: decode steps by graph replay %d, by the persistent kernel %d\n",
+               fast >= ng - 1 ? "PASS" : "FAIL", name, g->graph_replays, g->persist_tokens);
         free(ref), free(got);
     }
     hkm_kvcache_free(kc);
@@ -452,10 +544,27 @@ static void test_checkpoint(const char *name, const char *path, const int32_t *p
 
 int main(void) {
     skip_without_gpu();
-    test_random("llama", HKM_ARCH_LLAMA, HKM_ROPE_DEFAULT, 1);
-    test_random("llama3-rope untied", HKM_ARCH_LLAMA, HKM_ROPE_LLAMA3, 0);
-    test_random("qwen2 (biases)", HKM_ARCH_QWEN2, HKM_ROPE_DEFAULT, 1);
-    test_random("qwen3 (qk-norm)", HKM_ARCH_QWEN3, HKM_ROPE_DEFAULT, 0);
+    /* HUBKV_TEST_PERSIST_ONLY=1: the persistent decode tests alone (for
+     * compute-sanitizer's racecheck and synccheck, which are slow) */
+    int persist_only = getenv("HUBKV_TEST_PERSIST_ONLY") != NULL;
+    for (int persist = persist_only; persist < 2; persist++) {
+        test_random("llama", HKM_ARCH_LLAMA, HKM_ROPE_DEFAULT, 1, persist);
+        test_random("llama3-rope untied", HKM_ARCH_LLAMA, HKM_ROPE_LLAMA3, 0, persist);
+        test_random("qwen2 (biases)", HKM_ARCH_QWEN2, HKM_ROPE_DEFAULT, 1, persist);
+        test_random("qwen3 (qk-norm)", HKM_ARCH_QWEN3, HKM_ROPE_DEFAULT, 0, persist);
+    }
+    /* persistent decode shapes: SmolLM2's heads (3 query heads per KV head,
+     * head_dim 64) with biases; head_dim 128 with 8 per KV head; MHA with
+     * qk-norm */
+    static const shape smol = {2, 192, 9, 3, 64, 512, 1000};
+    static const shape wide = {2, 256, 8, 1, 128, 384, 1000};
+    static const shape mha = {2, 256, 4, 4, 64, 520, 1000};
+    test_persist_long("SmolLM2 heads, qwen2 biases", HKM_ARCH_QWEN2, &smol, 3000, 0);
+    test_persist_long("SmolLM2 heads, qwen2 biases", HKM_ARCH_QWEN2, &smol, 3000, 1);
+    test_persist_long("head_dim 128, 8 per KV head", HKM_ARCH_LLAMA, &wide, 2100, 0);
+    test_persist_long("MHA, qwen3 qk-norm", HKM_ARCH_QWEN3, &mha, 1500, 0);
+    test_persist_long("MHA, qwen3 qk-norm", HKM_ARCH_QWEN3, &mha, 1500, 1);
+    if (persist_only) return test_summary("test_cuda_forward (persistent decode only)");
     static const int32_t prompt[] = {1, 450, 7483, 310, 3444, 338, 263, 4802, 29892, 322, 278, 1900};
     const char *tiny[] = {"tiny/llama3", "tiny/mistral", "tiny/qwen2", "tiny/qwen3",
                           "tiny/llama-sharded"};

@@ -376,6 +376,25 @@ static void test_scatter_gather(void) {
     free(qkv), free(q), free(k), free(qr), free(kr), free(g), free(gr);
 }
 
+/* hkg_transpose_bf16 (persistent decode's down projections) against the C
+ * transpose, exact, on ragged tile edges; the output starts as NaN poison. */
+static void test_transpose(int rows, int cols) {
+    size_t n = (size_t)rows * cols;
+    float *a = malloc(n * 4), *got = malloc(n * 4), *ref = malloc(n * 4);
+    fill(a, n, 1.0f);
+    round_bf16(a, n);
+    hkg_bf16 *da = dput_bf16(a, n), *dt = dalloc_nan(n * 2);
+    CU(hkg_transpose_bf16(da, rows, cols, dt, 0));
+    dget_bf16(got, dt, n);
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++) ref[(size_t)c * rows + r] = a[(size_t)r * cols + c];
+    char what[64];
+    snprintf(what, sizeof what, "transpose %d x %d", rows, cols);
+    compare(what, got, ref, n, 0, 0);
+    cudaFree(da), cudaFree(dt);
+    free(a), free(got), free(ref);
+}
+
 /* ---------------------------------------------------------------- decode products */
 
 /* hkg_gemv against a double reference on the bf16 operands, in each mode and
@@ -466,6 +485,8 @@ int main(void) {
     test_swiglu_bias_embed();
     test_argmax();
     test_scatter_gather();
+    test_transpose(576, 1536);
+    test_transpose(45, 70);
     test_rope_scatter(3, 64);
     test_rope_scatter(300, 64);
     test_rope_scatter(260, 80);

@@ -559,6 +559,115 @@ static hkm_status decode_graph(hkm_gpu_model *g, hkm_gpu_cache *c, const int32_t
     return HKM_OK;
 }
 
+/* ---------------------------------------------------------------- persistent decode */
+
+/* The persistent kernel's arguments; cache c may be NULL (shape only). */
+static hkg_pd_args pd_args(const hkm_gpu_model *g, const hkm_gpu_cache *c) {
+    const hkm_config *cf = &g->cfg;
+    hkg_pd_args a;
+    memset(&a, 0, sizeof a);
+    a.layers = g->pd_layers;
+    a.n_layers = cf->n_layers, a.d = cf->d_model, a.ff = cf->d_ff, a.H = cf->n_heads;
+    a.KV = cf->n_kv_heads, a.hd = cf->head_dim, a.vocab = cf->vocab_size, a.eps = cf->rms_eps;
+    a.tok_emb = g->tok_emb, a.lm_head = g->lm_head, a.out_norm = g->out_norm;
+    a.inv_freq = g->inv_freq, a.ids = g->ids, a.pos = g->pos;
+    if (c) {
+        a.off = c->d_off, a.len = c->d_len, a.kv_base = c->k[0];
+        a.kv_lstride = c->n_layers > 1 ? (size_t)(c->k[1] - c->k[0]) : 0;
+        a.kv_vofs = (size_t)(c->v[0] - c->k[0]);
+    }
+    a.prefetch = !g->no_prefetch;
+    a.scratch = g->pd_scratch;
+    a.logits = g->logits;
+    a.no_stage = g->pd_no_stage, a.kv_keys_max = g->pd_kv_keys_max;
+    return a;
+}
+
+/* Its layer table (with the down projections transposed, so that a block's
+ * slice of them is contiguous) and scratch. */
+static hkm_status pd_setup(hkm_gpu_model *g, hkm_err *err) {
+    int L = g->cfg.n_layers;
+    size_t dff = (size_t)g->cfg.d_model * g->cfg.d_ff;
+    HKM_TRY(hkg_malloc(g, (void **)&g->pd_wdT, (size_t)L * dff * 2,
+                       "the transposed down projections of persistent decode", err));
+    HKM_TRY(hkg_malloc(g, (void **)&g->pd_layers, (size_t)L * sizeof(hkg_pd_layer),
+                       "the persistent decode layer table", err));
+    hkg_pd_args a = pd_args(g, NULL);
+    g->pd_bytes = hkg_pd_scratch_bytes(&a);
+    HKM_TRY(hkg_malloc(g, &g->pd_scratch, g->pd_bytes, "the persistent decode scratch", err));
+    hkg_pd_layer *hl = calloc((size_t)L, sizeof *hl);
+    if (!hl) return hkm_fail(err, HKM_ERR_NOMEM, "persistent decode: no host memory");
+    cudaError_t e = cudaSuccess;
+    for (int l = 0; l < L; l++) {
+        const hkg_layer *s = &g->layers[l];
+        hkg_bf16 *wt = g->pd_wdT + (size_t)l * dff;
+        hkg_pd_layer t = {s->wqkv, s->wo, s->wgu, s->wdown, s->attn_norm, s->ffn_norm,
+                          s->bqkv, s->q_norm, s->k_norm, wt};
+        hl[l] = t;
+        if (e == cudaSuccess)
+            e = hkg_transpose_bf16(s->wdown, g->cfg.d_model, g->cfg.d_ff, wt, g->stream);
+    }
+    if (e == cudaSuccess)
+        e = cudaMemcpy(g->pd_layers, hl, (size_t)L * sizeof *hl, cudaMemcpyHostToDevice);
+    free(hl);
+    HKG_CUDA(e, err);
+    return HKM_OK;
+}
+
+/* Frees what pd_setup allocated. */
+static void pd_release(hkm_gpu_model *g) {
+    size_t L = g->cfg.n_layers;
+    hkg_free(g, g->pd_wdT, L * g->cfg.d_model * g->cfg.d_ff * 2);
+    hkg_free(g, g->pd_layers, L * sizeof(hkg_pd_layer));
+    hkg_free(g, g->pd_scratch, g->pd_bytes);
+    g->pd_wdT = NULL, g->pd_layers = NULL, g->pd_scratch = NULL;
+}
+
+/* Whether decode runs the persistent kernel: where it supports the shape,
+ * for models whose layer weights fit four times in L2. Decode of those is
+ * bound by per-kernel latency; bigger layers are bound by bandwidth, where
+ * the per-kernel path does well (bench/gpu/NOTES.md). HUBKV_GPU_PERSIST
+ * overrides the size rule. Without the device memory for its buffers,
+ * decode keeps the per-kernel path. */
+static void pd_decide(hkm_gpu_model *g) {
+    if (g->persist != HKG_PD_UNDECIDED) return;
+    g->persist = HKG_PD_OFF;
+    hkg_pd_args a = pd_args(g, NULL);
+    if (g->persist_env == 0 || !hkg_pd_supported(&a)) return;
+    const hkm_config *cf = &g->cfg;
+    size_t d = cf->d_model, qd = (size_t)cf->n_heads * cf->head_dim;
+    size_t layer = (qd + 2 * (size_t)cf->n_kv_heads * cf->head_dim + qd + 3 * (size_t)cf->d_ff) *
+                   d * 2;
+    int dev = 0, l2 = 0;
+    if (g->persist_env != 1 &&
+        (cudaGetDevice(&dev) != cudaSuccess ||
+         cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, dev) != cudaSuccess ||
+         layer > (size_t)l2 / 4))
+        return;
+    hkm_err ignored = {{0}};
+    if (pd_setup(g, &ignored) != HKM_OK) {
+        (void)cudaGetLastError();
+        pd_release(g);
+        return;
+    }
+    g->persist = HKG_PD_ON;
+}
+
+/* One decode token by the persistent kernel. */
+static hkm_status decode_persist(hkm_gpu_model *g, hkm_gpu_cache *c, const int32_t *ids,
+                                 float *logits, hkm_err *err) {
+    int32_t pos = c->next_pos;
+    HKG_CUDA(cudaMemcpyAsync(g->ids, ids, 4, cudaMemcpyHostToDevice, g->stream), err);
+    HKG_CUDA(cudaMemcpyAsync(g->pos, &pos, 4, cudaMemcpyHostToDevice, g->stream), err);
+    hkg_pd_args a = pd_args(g, c);
+    HKG_CUDA(hkg_decode_persistent(&a, g->stream), err);
+    g->persist_tokens++;
+    if (logits)
+        HKG_CUDA(cudaMemcpyAsync(logits, g->logits, (size_t)g->cfg.vocab_size * 4,
+                                 cudaMemcpyDeviceToHost, g->stream), err);
+    return HKM_OK;
+}
+
 /* ---------------------------------------------------------------- forward */
 
 /* The plain path: every kernel launched from the host. */
@@ -593,9 +702,17 @@ static hkm_status forward(hkm_gpu_model *g, hkm_gpu_cache *c, const int32_t *ids
                           hkm_err *err) {
     int done = 0;
     hkm_status st = HKM_OK;
-    /* decode without capture hooks: replay one graph instead of ~10 launches per layer */
-    if (n == 1 && !cap && mode == HKM_LOGITS_LAST && !g->no_graph)
-        st = decode_graph(g, c, ids, logits, &done, err);
+    /* decode without capture hooks: one persistent kernel, or replay one graph
+     * instead of ~10 launches per layer */
+    if (n == 1 && !cap && mode == HKM_LOGITS_LAST) {
+        pd_decide(g);
+        if (g->persist == HKG_PD_ON) {
+            st = decode_persist(g, c, ids, logits, err);
+            done = 1;
+        } else if (!g->no_graph) {
+            st = decode_graph(g, c, ids, logits, &done, err);
+        }
+    }
     if (st == HKM_OK && !done) st = forward_plain(g, c, ids, n, mode, logits, cap, err);
     if (st != HKM_OK) return st; /* the cache is unchanged: lengths were not advanced */
     for (int i = 0; i < c->n_layers * c->n_kv; i++) {

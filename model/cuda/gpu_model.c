@@ -280,6 +280,13 @@ hkm_status hkm_gpu_model_upload(const hkm_model *m, int max_chunk, hkm_gpu_model
     g->no_gemv = ev && !strcmp(ev, "0");
     ev = getenv("HUBKV_GPU_GRAPH");
     g->no_graph = ev && !strcmp(ev, "0");
+    /* HUBKV_GPU_PERSIST=0/1 forces the persistent decode kernel off / on (where
+     * it supports the shape); HUBKV_GPU_PREFETCH=0 stops its L2 prefetch of
+     * the lm_head */
+    ev = getenv("HUBKV_GPU_PERSIST");
+    g->persist_env = ev ? strcmp(ev, "0") != 0 : -1;
+    ev = getenv("HUBKV_GPU_PREFETCH");
+    g->no_prefetch = ev && !strcmp(ev, "0");
     g->layers = calloc((size_t)m->cfg.n_layers, sizeof *g->layers);
     hkm_status st = g->layers ? model_init(g, m, err)
                               : hkm_fail(err, HKM_ERR_NOMEM, "GPU upload: no host memory");
@@ -301,6 +308,9 @@ void hkm_gpu_model_free(hkm_gpu_model *g) {
     cudaFree(g->rows);
     cudaFree(g->colmax);
     cudaFree(g->colsum);
+    cudaFree(g->pd_layers);
+    cudaFree(g->pd_wdT);
+    cudaFree(g->pd_scratch);
     if (g->blas) cublasDestroy(g->blas);
     if (g->stream) cudaStreamDestroy(g->stream);
     free(g->layers);

@@ -38,6 +38,49 @@ static __device__ __forceinline__ float block_sum(float v, float *sh) {
     return warp_sum(v);
 }
 
+/* 8 bf16 of a 16-byte chunk to fp32. */
+static __device__ __forceinline__ void unpack8(uint4 u, float f[8]) {
+    const unsigned w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        f[2 * i] = __uint_as_float(w[i] << 16);
+        f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+    }
+}
+
+/* dot of 8 bf16 pairs packed in two 16-byte chunks, fp32 */
+static __device__ __forceinline__ float dot8(uint4 a, uint4 b) {
+    const unsigned wa[4] = {a.x, a.y, a.z, a.w}, wb[4] = {b.x, b.y, b.z, b.w};
+    float s = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        s = fmaf(__uint_as_float(wa[i] << 16), __uint_as_float(wb[i] << 16), s);
+        s = fmaf(__uint_as_float(wa[i] & 0xffff0000u), __uint_as_float(wb[i] & 0xffff0000u), s);
+    }
+    return s;
+}
+
+/* 16-byte load of data read once (weights): not kept in L1. */
+static __device__ __forceinline__ uint4 ld_stream(const uint4 *p) {
+    uint4 r;
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+                 : "l"(p));
+    return r;
+}
+
+/* Merge running softmax state (m, l, o[8]) with another one. */
+static __device__ __forceinline__ void merge_state(float &m, float &l, float o[8], float m2,
+                                                   float l2, const float o2[8]) {
+    const float M = fmaxf(m, m2);
+    const float a = m == -INFINITY ? 0.0f : __expf(m - M);
+    const float b = m2 == -INFINITY ? 0.0f : __expf(m2 - M);
+    l = l * a + l2 * b;
+#pragma unroll
+    for (int i = 0; i < 8; i++) o[i] = o[i] * a + o2[i] * b;
+    m = M;
+}
+
 #define HKG_LAUNCHED() cudaGetLastError()
 
 #endif

@@ -43,6 +43,9 @@ typedef struct {
     float *k_norm;    /* (hd) or NULL */
 } hkg_layer;
 
+/* g->persist: not yet decided, used, not used */
+enum { HKG_PD_UNDECIDED, HKG_PD_ON, HKG_PD_OFF };
+
 /* Rows of logits computed per lm_head product when every row is asked. */
 #define HKG_LOGIT_ROWS 256
 
@@ -78,6 +81,15 @@ struct hkm_gpu_model {
     int no_graph;       /* capture failed once: plain launches from then on */
     int graph_replays;  /* decode tokens served by the graph (diagnostics) */
     int no_gemv;        /* decode products through cuBLAS instead of hkg_gemv */
+    /* persistent decode kernel (hkg_decode_persistent): HUBKV_GPU_PERSIST
+     * -1 unset (auto), 0 off, 1 on; HKG_PD_* state once decided */
+    int persist_env, persist, no_prefetch;
+    int persist_tokens; /* decode tokens it served (diagnostics) */
+    int pd_no_stage, pd_kv_keys_max; /* test knobs, see hkg_pd_args */
+    hkg_pd_layer *pd_layers; /* device (n_layers) */
+    hkg_bf16 *pd_wdT;        /* (n_layers, ff, d) down projections transposed */
+    void *pd_scratch;
+    size_t pd_bytes;
     /* capture buffers, grown on demand */
     float *probs;
     size_t probs_cap;   /* floats */

@@ -138,6 +138,47 @@ cudaError_t hkg_attn_colstats_ex(const hkg_attn_args *a, const float *lse, int r
                                  int nk_out, int ld, int acc, float *colmax, float *colsum,
                                  cudaStream_t s);
 
+/* ---------------------------------------------------------------- persistent decode */
+
+/* One layer's weights as the persistent decode kernel reads them. */
+typedef struct {
+    const hkg_bf16 *wqkv, *wo, *wgu, *wdown; /* as in the engine's layer */
+    const float *attn_norm, *ffn_norm;
+    const float *bqkv, *q_norm, *k_norm;     /* or NULL */
+    const hkg_bf16 *wdownT;                  /* (ff, d): wdown transposed, or NULL */
+} hkg_pd_layer;
+
+/* One decode token (batch 1) through every layer and the lm_head in one
+ * cooperative launch (k_decode_persist.cu). Same cache layout and lengths as
+ * the attention kernels: layer l's K of KV head h starts at row off[h] of
+ * kv_base + l*kv_lstride, its V kv_vofs elements after its K; the new K/V go
+ * to row off[h] + len[l*KV + h]; lengths are not advanced here. */
+typedef struct {
+    const hkg_pd_layer *layers;       /* device array (n_layers) */
+    int n_layers, d, ff, H, KV, hd, vocab;
+    float eps;
+    const hkg_bf16 *tok_emb, *lm_head; /* (vocab, d) */
+    const float *out_norm, *inv_freq;  /* (d), (hd/2) */
+    const int32_t *ids, *pos;          /* (1) each: token and its position */
+    const int32_t *off, *len;          /* (KV), (n_layers, KV) */
+    hkg_bf16 *kv_base;
+    size_t kv_lstride, kv_vofs;        /* elements */
+    int prefetch;                      /* 1: lm_head into L2 during the last layer */
+    void *scratch;                     /* hkg_pd_scratch_bytes, 256-byte aligned */
+    float *logits;                     /* (vocab) */
+    /* test knobs (0: off): read every weight from global memory; stage at
+     * most this many keys per block (the rest read from global memory) */
+    int no_stage, kv_keys_max;
+} hkg_pd_args;
+/* Whether the shape and the device allow the kernel (grp <= 8, head_dim and
+ * widths multiples of 8, cooperative launch). */
+int hkg_pd_supported(const hkg_pd_args *a);
+/* dst (cols, rows) = src (rows, cols) transposed, bf16. */
+cudaError_t hkg_transpose_bf16(const hkg_bf16 *src, int rows, int cols, hkg_bf16 *dst,
+                               cudaStream_t s);
+size_t hkg_pd_scratch_bytes(const hkg_pd_args *a);
+cudaError_t hkg_decode_persistent(const hkg_pd_args *a, cudaStream_t s);
+
 #ifdef __cplusplus
 }
 #endif

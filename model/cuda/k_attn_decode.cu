@@ -17,28 +17,6 @@ size_t hkg_attn_decode_scratch(int H, int hd) {
     return (size_t)H * DEC_MAX_SPLITS * (hd + 2);
 }
 
-/* 8 bf16 of a 16-byte chunk to fp32. */
-static __device__ __forceinline__ void unpack8(uint4 u, float f[8]) {
-    const unsigned w[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        f[2 * i] = __uint_as_float(w[i] << 16);
-        f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
-    }
-}
-
-/* Merge running softmax state (m, l, o[8]) with another one. */
-static __device__ __forceinline__ void merge_state(float &m, float &l, float o[8], float m2,
-                                                   float l2, const float o2[8]) {
-    const float M = fmaxf(m, m2);
-    const float a = m == -INFINITY ? 0.0f : __expf(m - M);
-    const float b = m2 == -INFINITY ? 0.0f : __expf(m2 - M);
-    l = l * a + l2 * b;
-#pragma unroll
-    for (int i = 0; i < 8; i++) o[i] = o[i] * a + o2[i] * b;
-    m = M;
-}
-
 /* Block (kv head x head group, split). LPK lanes per key (a power of two >=
  * hd/8); G query heads of the group (<= MG). part[(h*n_split + s)*(hd+2)] =
  * {max, sum, o[hd]}, o not yet divided by sum. */

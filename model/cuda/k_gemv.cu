@@ -11,26 +11,6 @@
 
 int hkg_gemv_ok(int in) { return in > 0 && in % 8 == 0 && in <= HKG_GEMV_MAX_IN; }
 
-/* dot of 8 bf16 pairs packed in two 16-byte chunks, fp32 */
-static __device__ __forceinline__ float dot8(uint4 a, uint4 b) {
-    const unsigned wa[4] = {a.x, a.y, a.z, a.w}, wb[4] = {b.x, b.y, b.z, b.w};
-    float s = 0.0f;
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        s = fmaf(__uint_as_float(wa[i] << 16), __uint_as_float(wb[i] << 16), s);
-        s = fmaf(__uint_as_float(wa[i] & 0xffff0000u), __uint_as_float(wb[i] & 0xffff0000u), s);
-    }
-    return s;
-}
-
-static __device__ __forceinline__ uint4 ld_stream(const uint4 *p) {
-    uint4 r;
-    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-                 : "l"(p));
-    return r;
-}
-
 /* Partial dot of row w (and row w2 when TWO) with xs over this lane's chunks.
  * PRE: the first GV_UNROLL chunks of each row are already in pu / pv. */
 template <int LPR, bool TWO, bool PRE>

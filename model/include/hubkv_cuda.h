@@ -145,7 +145,12 @@ typedef struct {
  * max_chunk; call repeatedly for a chunked prefill), attend to the cache plus
  * the new tokens causally, append their K/V to every head. logits is a host
  * buffer of (1 or n, vocab) floats per mode. cap may be NULL. Device pointers
- * handed to callbacks are valid only inside them. */
+ * handed to callbacks are valid only inside them.
+ * A decode token without capture (n = 1, HKM_LOGITS_LAST) runs as one
+ * persistent kernel for models whose layers fit four times in L2 (it adds
+ * partial sums with fp32 atomics, so logits may differ between runs in the
+ * last bits; HUBKV_GPU_PERSIST=0 turns it off, =1 on for any supported
+ * shape), else as a replayed CUDA graph. */
 hkm_status hkm_gpu_forward(hkm_gpu_model *g, hkm_gpu_cache *c, const int32_t *ids, int n,
                            hkm_logits_mode mode, float *logits, const hkm_gpu_capture *cap,
                            hkm_err *err);
