@@ -27,7 +27,8 @@
  * rows, G3 ffn_norm + wo slice, G4 gate/up rows, G5 the transposed down
  * slice, each completing an mbarrier that the phase using it waits on. A
  * weight region that does not fit in shared memory is read from global
- * memory instead, and keys past the staged ones in chunks. */
+ * memory instead, and keys past the staged ones in chunks.
+ * Hopper (sm_90) code: bulk copies, mbarrier byte counts, vector reductions. */
 #include "hkg_device.cuh"
 
 #include <stdio.h>
@@ -143,17 +144,12 @@ static __device__ __forceinline__ void l2_prefetch(const void *p, size_t bytes) 
     const size_t units = bytes / 16;
     const size_t u0 = units * blockIdx.x / gridDim.x, u1 = units * (blockIdx.x + 1) / gridDim.x;
     const char *base = (const char *)p;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     const size_t piece = 4096; /* 64 KB per bulk prefetch */
     for (size_t u = u0 + threadIdx.x * piece; u < u1; u += (size_t)blockDim.x * piece) {
         const unsigned n = (unsigned)((u1 - u < piece ? u1 - u : piece) * 16);
         asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(base + u * 16), "r"(n)
                      : "memory");
     }
-#else
-    for (size_t u = (u0 + 7) / 8 * 8 + threadIdx.x * 8; u < u1; u += (size_t)blockDim.x * 8)
-        asm volatile("prefetch.global.L2 [%0];" ::"l"(base + u * 16));
-#endif
 }
 
 /* ---------------------------------------------------------------- products */
@@ -1058,9 +1054,13 @@ extern "C" int hkg_pd_supported(const hkg_pd_args *a) {
         a->H * a->hd > PD_MAX_IN || a->n_layers <= 0 || a->vocab <= 0 || a->H > nb)
         return 0;
     int dev = 0, coop = 0;
+    cudaFuncAttributes fa; /* fails where the build has no code for this device */
     if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, dev) != cudaSuccess)
+        cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, dev) != cudaSuccess ||
+        cudaFuncGetAttributes(&fa, pd_kernel(1)) != cudaSuccess || fa.binaryVersion < 90) {
+        (void)cudaGetLastError();
         return 0;
+    }
     const int S = nb / KV > 0 ? nb / KV : 1;
     const pd_smem m = pd_smem_plan(a, S, nb, pd_limit());
     return coop && nb >= KV && m.kv_keys >= 1;
