@@ -541,20 +541,34 @@ static hkm_status graph_capture(hkm_gpu_model *g, hkm_gpu_cache *c, int *ok, hkm
     return HKM_OK;
 }
 
+/* A decode token's id and position to the device (g->ids, g->pos), where the
+ * graph and the persistent kernel read them. */
+static hkm_status decode_in(hkm_gpu_model *g, const hkm_gpu_cache *c, const int32_t *ids,
+                            hkm_err *err) {
+    int32_t pos = c->next_pos;
+    HKG_CUDA(cudaMemcpyAsync(g->ids, ids, 4, cudaMemcpyHostToDevice, g->stream), err);
+    HKG_CUDA(cudaMemcpyAsync(g->pos, &pos, 4, cudaMemcpyHostToDevice, g->stream), err);
+    return HKM_OK;
+}
+
+/* Its logits (in g->logits) to the host when asked. */
+static hkm_status decode_out(hkm_gpu_model *g, float *logits, hkm_err *err) {
+    if (logits)
+        HKG_CUDA(cudaMemcpyAsync(logits, g->logits, (size_t)g->cfg.vocab_size * 4,
+                                 cudaMemcpyDeviceToHost, g->stream), err);
+    return HKM_OK;
+}
+
 /* One decode token by graph replay; *done = 0 when no graph could be made. */
 static hkm_status decode_graph(hkm_gpu_model *g, hkm_gpu_cache *c, const int32_t *ids,
                                float *logits, int *done, hkm_err *err) {
     *done = 0;
     if (g->graph_cache != c) HKM_TRY(graph_capture(g, c, done, err));
     if (!g->graph) return HKM_OK;
-    int32_t pos = c->next_pos;
-    HKG_CUDA(cudaMemcpyAsync(g->ids, ids, 4, cudaMemcpyHostToDevice, g->stream), err);
-    HKG_CUDA(cudaMemcpyAsync(g->pos, &pos, 4, cudaMemcpyHostToDevice, g->stream), err);
+    HKM_TRY(decode_in(g, c, ids, err));
     HKG_CUDA(cudaGraphLaunch(g->graph, g->stream), err);
     g->graph_replays++;
-    if (logits)
-        HKG_CUDA(cudaMemcpyAsync(logits, g->logits, (size_t)g->cfg.vocab_size * 4,
-                                 cudaMemcpyDeviceToHost, g->stream), err);
+    HKM_TRY(decode_out(g, logits, err));
     *done = 1;
     return HKM_OK;
 }
@@ -601,8 +615,8 @@ static hkm_status pd_setup(hkm_gpu_model *g, hkm_err *err) {
     for (int l = 0; l < L; l++) {
         const hkg_layer *s = &g->layers[l];
         hkg_bf16 *wt = g->pd_wdT + (size_t)l * dff;
-        hkg_pd_layer t = {s->wqkv, s->wo, s->wgu, s->wdown, s->attn_norm, s->ffn_norm,
-                          s->bqkv, s->q_norm, s->k_norm, wt};
+        hkg_pd_layer t = {s->wqkv, s->wo, s->wgu, wt, s->attn_norm, s->ffn_norm,
+                          s->bqkv, s->q_norm, s->k_norm};
         hl[l] = t;
         if (e == cudaSuccess)
             e = hkg_transpose_bf16(s->wdown, g->cfg.d_model, g->cfg.d_ff, wt, g->stream);
@@ -656,16 +670,11 @@ static void pd_decide(hkm_gpu_model *g) {
 /* One decode token by the persistent kernel. */
 static hkm_status decode_persist(hkm_gpu_model *g, hkm_gpu_cache *c, const int32_t *ids,
                                  float *logits, hkm_err *err) {
-    int32_t pos = c->next_pos;
-    HKG_CUDA(cudaMemcpyAsync(g->ids, ids, 4, cudaMemcpyHostToDevice, g->stream), err);
-    HKG_CUDA(cudaMemcpyAsync(g->pos, &pos, 4, cudaMemcpyHostToDevice, g->stream), err);
+    HKM_TRY(decode_in(g, c, ids, err));
     hkg_pd_args a = pd_args(g, c);
     HKG_CUDA(hkg_decode_persistent(&a, g->stream), err);
     g->persist_tokens++;
-    if (logits)
-        HKG_CUDA(cudaMemcpyAsync(logits, g->logits, (size_t)g->cfg.vocab_size * 4,
-                                 cudaMemcpyDeviceToHost, g->stream), err);
-    return HKM_OK;
+    return decode_out(g, logits, err);
 }
 
 /* ---------------------------------------------------------------- forward */

@@ -142,10 +142,10 @@ cudaError_t hkg_attn_colstats_ex(const hkg_attn_args *a, const float *lse, int r
 
 /* One layer's weights as the persistent decode kernel reads them. */
 typedef struct {
-    const hkg_bf16 *wqkv, *wo, *wgu, *wdown; /* as in the engine's layer */
+    const hkg_bf16 *wqkv, *wo, *wgu;     /* as in the engine's layer */
+    const hkg_bf16 *wdownT;              /* (ff, d): the engine's wdown transposed */
     const float *attn_norm, *ffn_norm;
-    const float *bqkv, *q_norm, *k_norm;     /* or NULL */
-    const hkg_bf16 *wdownT;                  /* (ff, d): wdown transposed, or NULL */
+    const float *bqkv, *q_norm, *k_norm; /* or NULL */
 } hkg_pd_layer;
 
 /* One decode token (batch 1) through every layer and the lm_head in one
@@ -173,11 +173,11 @@ typedef struct {
 /* Whether the shape and the device allow the kernel (grp <= 8, head_dim and
  * widths multiples of 8, cooperative launch). */
 int hkg_pd_supported(const hkg_pd_args *a);
-/* dst (cols, rows) = src (rows, cols) transposed, bf16. */
-cudaError_t hkg_transpose_bf16(const hkg_bf16 *src, int rows, int cols, hkg_bf16 *dst,
-                               cudaStream_t s);
 size_t hkg_pd_scratch_bytes(const hkg_pd_args *a);
 cudaError_t hkg_decode_persistent(const hkg_pd_args *a, cudaStream_t s);
+/* dst (cols, rows) = src (rows, cols) transposed, bf16 (hkg_pd_layer.wdownT). */
+cudaError_t hkg_transpose_bf16(const hkg_bf16 *src, int rows, int cols, hkg_bf16 *dst,
+                               cudaStream_t s);
 
 #ifdef __cplusplus
 }

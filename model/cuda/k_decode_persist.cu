@@ -443,7 +443,7 @@ static __device__ void issue_g345(const pd_params &P, const pd_smem &lay, float 
         tma_copy(dst, L.wgu + (size_t)c0 * 8 * d, gb, mb + 3);
         tma_copy(dst + (size_t)nc * 8 * d, L.wgu + ((size_t)a.ff + c0 * 8) * d, gb, mb + 3);
     }
-    const unsigned db = lay.w_down >= 0 && L.wdownT ? (unsigned)nc * 8 * d * 2 : 0;
+    const unsigned db = lay.w_down >= 0 ? (unsigned)nc * 8 * d * 2 : 0;
     mbar_expect(mb + 4, db);
     if (db) tma_copy(sm + lay.w_down, L.wdownT + (size_t)c0 * 8 * d, db, mb + 4);
 }
@@ -734,7 +734,7 @@ static __device__ void phase_wo(const pd_params &P, const pd_smem &lay, int l, f
 }
 
 /* Phase D after the norm: gate/up slice, SwiGLU, down share into dD. */
-template <bool SGU, bool SDN>
+template <bool SGU>
 static __device__ void phase_mlp(const pd_params &P, const pd_smem &lay, int l, float *sm,
                                  const uint4 *xs4, float *dD, unsigned long long *mb) {
     const hkg_pd_args &a = P.a;
@@ -757,29 +757,21 @@ static __device__ void phase_mlp(const pd_params &P, const pd_smem &lay, int l, 
     }
     stage_wait(mb + 4, l & 1); /* G5; also publishes hs */
     if (nc <= 0) return;
-    const bf16 *dt = reinterpret_cast<const bf16 *>(sm + lay.w_down); /* (nc*8, d) */
+    /* the block's (nc*8, d) slice of the transposed down projection, staged
+     * or in global memory */
+    const bf16 *dt = lay.w_down >= 0 ? reinterpret_cast<const bf16 *>(sm + lay.w_down)
+                                     : bfp(L.wdownT) + (size_t)j0 * d;
     /* 4 outputs a thread, added with one vector reduction: the 132 blocks'
      * adds to the same d addresses queue at a few L2 slices */
     for (int i = 4 * threadIdx.x; i < d; i += 4 * blockDim.x) {
         float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-        if (SDN) {
-            for (int j = 0; j < nc * 8; j++) {
-                const uint2 w = *reinterpret_cast<const uint2 *>(dt + (size_t)j * d + i);
-                const float h = hs[j];
-                acc[0] = fmaf(__uint_as_float(w.x << 16), h, acc[0]);
-                acc[1] = fmaf(__uint_as_float(w.x & 0xffff0000u), h, acc[1]);
-                acc[2] = fmaf(__uint_as_float(w.y << 16), h, acc[2]);
-                acc[3] = fmaf(__uint_as_float(w.y & 0xffff0000u), h, acc[3]);
-            }
-        } else {
-            for (int k = 0; k < 4; k++)
-                for (int c = 0; c < nc; c++) {
-                    float wf[8];
-                    unpack8(ld_stream(reinterpret_cast<const uint4 *>(L.wdown + (size_t)(i + k) * ff) +
-                                      c0 + c), wf);
-#pragma unroll
-                    for (int q = 0; q < 8; q++) acc[k] = fmaf(wf[q], hs[c * 8 + q], acc[k]);
-                }
+        for (int j = 0; j < nc * 8; j++) {
+            const uint2 w = *reinterpret_cast<const uint2 *>(dt + (size_t)j * d + i);
+            const float h = hs[j];
+            acc[0] = fmaf(__uint_as_float(w.x << 16), h, acc[0]);
+            acc[1] = fmaf(__uint_as_float(w.x & 0xffff0000u), h, acc[1]);
+            acc[2] = fmaf(__uint_as_float(w.y << 16), h, acc[2]);
+            acc[3] = fmaf(__uint_as_float(w.y & 0xffff0000u), h, acc[3]);
         }
         asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(dD + i), "f"(acc[0]),
                      "f"(acc[1]), "f"(acc[2]), "f"(acc[3])
@@ -867,9 +859,8 @@ static __global__ void __launch_bounds__(PD_THREADS, 1) decode_persist_kernel(pd
         block_norm(xf, pd_sm + lay.nw2, d, a.eps, xs, red); /* ffn_norm: G3, waited in C */
         mark(sy, 0);
         float *dDb = dD + (size_t)(blockIdx.x % PD_DREP) * d;
-        if (lay.w_gu >= 0 && lay.w_down >= 0 && L.wdownT) phase_mlp<true, true>(P, lay, l, pd_sm, xs4, dDb, mb);
-        else if (lay.w_gu >= 0) phase_mlp<true, false>(P, lay, l, pd_sm, xs4, dDb, mb);
-        else phase_mlp<false, false>(P, lay, l, pd_sm, xs4, dDb, mb);
+        if (lay.w_gu >= 0) phase_mlp<true>(P, lay, l, pd_sm, xs4, dDb, mb);
+        else phase_mlp<false>(P, lay, l, pd_sm, xs4, dDb, mb);
         grid_arrive(sy); /* its bar.sync ends this layer's reads of the staged regions */
         if (l + 1 < a.n_layers) {
             issue_g12(P, lay, pd_sm, l + 1, mb);
