@@ -427,6 +427,7 @@ static void test_persist_long(const char *name, hkm_arch arch, const shape *sh, 
     if (g && gc && kc) {
         set_persist(g, 1);
         if (from_global) g->pd_no_stage = 1, g->pd_kv_keys_max = 16;
+        g->pd_window = from_global ? 1 : -1; /* one region in flight; no limit */
         CHECK(hkm_forward_cpu(m, kc, ids, n, HKM_LOGITS_NONE, NULL, NULL, &err) == HKM_OK,
               "%s", err.msg);
         for (int i = 0; i < n; i += chunk) {

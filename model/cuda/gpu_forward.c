@@ -593,7 +593,7 @@ static hkg_pd_args pd_args(const hkm_gpu_model *g, const hkm_gpu_cache *c) {
     a.prefetch = !g->no_prefetch;
     a.scratch = g->pd_scratch;
     a.logits = g->logits;
-    a.no_stage = g->pd_no_stage, a.kv_keys_max = g->pd_kv_keys_max;
+    a.no_stage = g->pd_no_stage, a.kv_keys_max = g->pd_kv_keys_max, a.window = g->pd_window;
     return a;
 }
 

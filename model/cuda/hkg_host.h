@@ -85,7 +85,7 @@ struct hkm_gpu_model {
      * -1 unset (auto), 0 off, 1 on; HKG_PD_* state once decided */
     int persist_env, persist, no_prefetch;
     int persist_tokens; /* decode tokens it served (diagnostics) */
-    int pd_no_stage, pd_kv_keys_max; /* test knobs, see hkg_pd_args */
+    int pd_no_stage, pd_kv_keys_max, pd_window; /* test knobs, see hkg_pd_args */
     hkg_pd_layer *pd_layers; /* device (n_layers) */
     hkg_bf16 *pd_wdT;        /* (n_layers, ff, d) down projections transposed */
     void *pd_scratch;

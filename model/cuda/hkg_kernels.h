@@ -167,8 +167,10 @@ typedef struct {
     void *scratch;                     /* hkg_pd_scratch_bytes, 256-byte aligned */
     float *logits;                     /* (vocab) */
     /* test knobs (0: off): read every weight from global memory; stage at
-     * most this many keys per block (the rest read from global memory) */
-    int no_stage, kv_keys_max;
+     * most this many keys per block (the rest read from global memory);
+     * regions the producer warp keeps in flight (0: the default, < 0: no
+     * limit) */
+    int no_stage, kv_keys_max, window;
 } hkg_pd_args;
 /* Whether the shape and the device allow the kernel (grp <= 8, head_dim and
  * widths multiples of 8, cooperative launch). */

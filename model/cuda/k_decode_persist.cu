@@ -34,8 +34,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define PD_THREADS 512
+/* 15 consumer warps run the phases; the 16th is the producer that issues the
+ * bulk copies (see issue_region). Consumer-only block barriers: csync. */
+#define PD_THREADS 480
 #define PD_WARPS (PD_THREADS / 32)
+#define PD_BLOCK (PD_THREADS + 32)
+#define PD_WINDOW 2 /* regions in flight per block at most (HKG_PD_WINDOW) */
 #define PD_MAX_GRP 8 /* query heads per KV head */
 #define PD_MAX_IN 16384
 #define PD_MIN_KV_KEYS 64 /* staged keys per block at least, else fewer weights staged */
@@ -45,6 +49,22 @@
 #define PD_DREP 8
 
 /* ---------------------------------------------------------------- sync, copies */
+
+/* barrier 1 over the consumer warps (the producer warp never joins) */
+static __device__ __forceinline__ void csync(void) {
+    asm volatile("bar.sync 1, %0;" ::"n"(PD_THREADS) : "memory");
+}
+
+/* block_sum over the consumer warps */
+static __device__ __forceinline__ float csum(float v, float *sh) {
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    v = warp_sum(v);
+    csync(); /* sh may still be read by a previous call */
+    if (lane == 0) sh[w] = v;
+    csync();
+    v = lane < PD_WARPS ? sh[lane] : 0.0f;
+    return warp_sum(v);
+}
 
 static __device__ __forceinline__ unsigned ld_acquire(const unsigned *p) {
     unsigned v;
@@ -56,49 +76,6 @@ static __device__ __forceinline__ unsigned long long global_ns(void) {
     unsigned long long t;
     asm volatile("mov.u64 %0, %globaltimer;" : "=l"(t));
     return t;
-}
-
-/* Barrier state of a block: *bar counts arrivals since the launch (zeroed
- * before it); trace (HKG_PD_TRACE) records per event and block the arrival,
- * the exit and up to 4 marks. */
-typedef struct {
-    unsigned *bar;
-    unsigned gen;
-    unsigned long long *trace;
-    int ev;
-} pd_sync;
-
-static __device__ __forceinline__ void mark(const pd_sync &g, int k) {
-    if (g.trace && threadIdx.x == 0)
-        g.trace[((size_t)g.ev * gridDim.x + blockIdx.x) * 6 + 2 + k] = global_ns();
-}
-
-/* Every block of the grid reaches grid_arrive before any leaves grid_wait;
- * writes before the one are visible after the other. Work between the two
- * (issuing the next layer's copies) overlaps the wait, and the arrival does
- * not wait for it. */
-static __device__ __forceinline__ void grid_arrive(pd_sync &g) {
-    __syncthreads();
-    g.gen++;
-    if (threadIdx.x == 0) {
-        if (g.trace) g.trace[((size_t)g.ev * gridDim.x + blockIdx.x) * 6] = global_ns();
-        /* release: the block's writes (ordered before by the bar.sync) first */
-        asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(g.bar) : "memory");
-    }
-}
-static __device__ __forceinline__ void grid_wait(pd_sync &g) {
-    if (threadIdx.x == 0) {
-        const unsigned target = g.gen * gridDim.x;
-        while (ld_acquire(g.bar) < target) {
-        }
-        if (g.trace) g.trace[((size_t)g.ev * gridDim.x + blockIdx.x) * 6 + 1] = global_ns();
-    }
-    g.ev++;
-    __syncthreads();
-}
-static __device__ __forceinline__ void grid_sync(pd_sync &g) {
-    grid_arrive(g);
-    grid_wait(g);
 }
 
 /* Bulk copies (TMA) into shared memory, completed on an mbarrier: one
@@ -123,16 +100,79 @@ static __device__ __forceinline__ void tma_copy(void *dst, const void *src, unsi
                  "l"(src), "r"(bytes), "r"(smem_u32(b))
                  : "memory");
 }
-/* Wait for phase `parity` of b, then for the whole block (so that what the
- * threads wrote before is published too). */
-static __device__ __forceinline__ void stage_wait(unsigned long long *b, unsigned parity) {
+/* Wait (acquire) for phase `parity` of b: the copies' bytes are visible to
+ * this thread afterwards. */
+static __device__ __forceinline__ void mbar_wait(unsigned long long *b, unsigned parity) {
     asm volatile("{\n .reg .pred p;\n"
                  "WAIT_%=: mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
                  " @!p bra WAIT_%=;\n}" ::"r"(smem_u32(b)),
                  "r"(parity)
                  : "memory");
-    __syncthreads();
 }
+/* mbar_wait, then a consumer barrier (so that what the threads wrote before
+ * is published too) */
+static __device__ __forceinline__ void stage_wait(unsigned long long *b, unsigned parity) {
+    mbar_wait(b, parity);
+    csync();
+}
+
+/* Barrier state of a block: *bar counts arrivals since the launch (zeroed
+ * before it); trace (HKG_PD_TRACE) records per event and block the arrival,
+ * the exit and up to 4 marks. */
+typedef struct {
+    unsigned *bar;
+    unsigned gen;
+    unsigned long long *trace;
+    int ev;
+} pd_sync;
+
+static __device__ __forceinline__ void mark(const pd_sync &g, int k) {
+    if (g.trace && threadIdx.x == 0)
+        g.trace[((size_t)g.ev * gridDim.x + blockIdx.x) * 6 + 2 + k] = global_ns();
+}
+
+/* Every block of the grid reaches grid_arrive before any leaves grid_wait;
+ * writes before the one are visible after the other. */
+static __device__ __forceinline__ void grid_arrive(pd_sync &g) {
+    csync();
+    g.gen++;
+    if (threadIdx.x == 0) {
+        if (g.trace) g.trace[((size_t)g.ev * gridDim.x + blockIdx.x) * 6] = global_ns();
+        /* release: the block's writes (ordered before by the bar.sync) first */
+        asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(g.bar) : "memory");
+    }
+}
+static __device__ __forceinline__ void grid_wait(pd_sync &g) {
+    if (threadIdx.x == 0) {
+        const unsigned target = g.gen * gridDim.x;
+        while (ld_acquire(g.bar) < target) {
+        }
+        if (g.trace) g.trace[((size_t)g.ev * gridDim.x + blockIdx.x) * 6 + 1] = global_ns();
+    }
+    g.ev++;
+    csync();
+}
+/* Phase `ph` (0-3: A-D) of layer l is over in this block and its staged
+ * regions are free: every consumer thread arrives on named barrier
+ * pd_free_bar(ph, l), which the producer warp syncs on before it copies
+ * into them (a bar.sync hand-off, which compute-sanitizer's racecheck
+ * follows; with an mbarrier arrive/wait between the warps, as correct,
+ * racecheck reported every later bulk copy as a race). One barrier per
+ * phase and layer parity: a block is at most one layer ahead of its
+ * producer's wait. Called after the next phase's first global reads, not
+ * at the grid barrier: the copies it unblocks would queue the barrier's and
+ * those reads' traffic behind them (HKG_PD_TRACE: barriers 5.1 -> 4.9 us
+ * per layer). */
+static __device__ __forceinline__ int pd_free_bar(int ph, int l) { return 2 + 2 * ph + (l & 1); }
+static __device__ __forceinline__ void release(int ph, int l, int n_layers) {
+    if (l + 1 < n_layers) /* the last layer's regions are not copied into again */
+        asm volatile("bar.arrive %0, %1;" ::"r"(pd_free_bar(ph, l)), "n"(PD_BLOCK) : "memory");
+}
+static __device__ __forceinline__ void grid_sync(pd_sync &g) {
+    grid_arrive(g);
+    grid_wait(g);
+}
+
 /* generic-proxy reads of a region before bulk copies overwrite it */
 static __device__ __forceinline__ void proxy_fence(void) {
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
@@ -145,7 +185,7 @@ static __device__ __forceinline__ void l2_prefetch(const void *p, size_t bytes) 
     const size_t u0 = units * blockIdx.x / gridDim.x, u1 = units * (blockIdx.x + 1) / gridDim.x;
     const char *base = (const char *)p;
     const size_t piece = 4096; /* 64 KB per bulk prefetch */
-    for (size_t u = u0 + threadIdx.x * piece; u < u1; u += (size_t)blockDim.x * piece) {
+    for (size_t u = u0 + threadIdx.x * piece; u < u1; u += (size_t)PD_THREADS * piece) {
         const unsigned n = (unsigned)((u1 - u < piece ? u1 - u : piece) * 16);
         asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(base + u * 16), "r"(n)
                      : "memory");
@@ -170,10 +210,10 @@ static __device__ __forceinline__ uint4 ldw(const uint4 *p) {
 static __device__ void block_norm(const float *x, const float *w, int n, float eps, bf16 *xs,
                                   float *red) {
     float ss = 0.0f;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) ss += x[i] * x[i];
-    const float inv = rsqrtf(block_sum(ss, red) / (float)n + eps);
-    for (int i = threadIdx.x; i < n; i += blockDim.x) xs[i] = f2bf(x[i] * inv * w[i]);
-    __syncthreads();
+    for (int i = threadIdx.x; i < n; i += PD_THREADS) ss += x[i] * x[i];
+    const float inv = rsqrtf(csum(ss, red) / (float)n + eps);
+    for (int i = threadIdx.x; i < n; i += PD_THREADS) xs[i] = f2bf(x[i] * inv * w[i]);
+    csync();
 }
 
 /* One warp: dots of R weight rows (nch 16-byte chunks each) with xs (shared);
@@ -226,7 +266,7 @@ static __device__ __forceinline__ int share1(int n) { return part0(n, blockIdx.x
  * region 16-byte aligned; w_* < 0: that weight region is read from global
  * memory. */
 typedef struct {
-    int tb;          /* tables: layer table, lengths, offsets, RoPE frequencies */
+    int tb;          /* tables: layer table, lengths, offsets, RoPE cos and sin */
     int xs, xf, qb, so, pc, mw, oh, hs, red;
     int nw1, nw2, qkn; /* attn_norm, ffn_norm, q_norm + k_norm */
     int w_qkv, w_o, w_gu, w_down;
@@ -247,7 +287,7 @@ static __host__ __device__ int tb_len(const hkg_pd_args *a) {
 static __host__ __device__ int tb_off(const hkg_pd_args *a) {
     return tb_len(a) + a->n_layers * a->KV;
 }
-static __host__ __device__ int tb_inv(const hkg_pd_args *a) { return tb_off(a) + a->KV; }
+static __host__ __device__ int tb_rope(const hkg_pd_args *a) { return tb_off(a) + a->KV; }
 
 static __host__ __device__ pd_smem pd_smem_plan(const hkg_pd_args *a, int S, int nb,
                                                 int limit_floats) {
@@ -259,7 +299,7 @@ static __host__ __device__ pd_smem pd_smem_plan(const hkg_pd_args *a, int S, int
     m.rows_c = m.bph > 0 ? (d + m.bph - 1) / m.bph : d;
     m.chunks_d = (a->ff / 8 + nb - 1) / nb;
     int o = 0;
-    m.tb = o, o += up4(tb_inv(a) + hd / 2);
+    m.tb = o, o += up4(tb_rope(a) + hd);
     m.xs = o, o += up4(in / 2 + 1);
     m.xf = o, o += up4(d);
     m.qb = o, o += up4((grp + 2) * hd);
@@ -324,6 +364,7 @@ typedef struct {
     float *part;    /* (H, S, PD_PS(hd)) split partials */
     int S;          /* key splits per KV head */
     int limit;      /* dynamic shared memory, floats */
+    int window;     /* regions in flight at most (producer), 0: no limit */
     unsigned long long *trace; /* HKG_PD_TRACE */
 } pd_params;
 
@@ -349,8 +390,14 @@ static __device__ void load_tables(const hkg_pd_args &a, const pd_smem &lay, flo
     for (int i = threadIdx.x; i < nl; i += blockDim.x) t[i] = lt[i];
     for (int i = threadIdx.x; i < nlen; i += blockDim.x) t[nl + i] = a.len[i];
     for (int i = threadIdx.x; i < a.KV; i += blockDim.x) t[nl + nlen + i] = a.off[i];
-    for (int i = threadIdx.x; i < a.hd / 2; i += blockDim.x)
-        reinterpret_cast<float *>(t)[tb_inv(&a) + i] = a.inv_freq[i];
+    /* RoPE's cos and sin at this token's position, once instead of per layer */
+    const float pos = (float)*a.pos;
+    for (int i = threadIdx.x; i < a.hd / 2; i += blockDim.x) {
+        float sn, cs;
+        sincosf(pos * a.inv_freq[i], &sn, &cs);
+        reinterpret_cast<float *>(t)[tb_rope(&a) + i] = cs;
+        reinterpret_cast<float *>(t)[tb_rope(&a) + a.hd / 2 + i] = sn;
+    }
     __syncthreads();
 }
 
@@ -375,36 +422,6 @@ static __device__ __forceinline__ const bf16 *k_cache(const hkg_pd_args &a, int 
     return (const bf16 *)a.kv_base + (size_t)l * a.kv_lstride;
 }
 
-/* G1 and G2 of layer l (mbarriers mb[0], mb[1]): attn_norm and the qkv
- * rows; the K/V rows (+ q/k norm weights). Issued by thread 32 after a
- * __syncthreads that ends every read of the regions. */
-static __device__ void issue_g12(const pd_params &P, const pd_smem &lay, float *sm, int l,
-                                 unsigned long long *mb) {
-    if (threadIdx.x != 32) return; /* not thread 0, whose barrier release would wait */
-    const hkg_pd_args &a = P.a;
-    const hkg_pd_layer &L = layer_of(lay, sm, l);
-    const int qkvw = (a.H + 2 * a.KV) * a.hd, r0 = share0(qkvw), r1 = share1(qkvw), hd = a.hd;
-    proxy_fence();
-    const unsigned nb1 = (unsigned)a.d * 4, wb = lay.w_qkv >= 0 ? (unsigned)((r1 - r0) * a.d * 2) : 0;
-    mbar_expect(mb, nb1 + wb);
-    tma_copy(sm + lay.nw1, L.attn_norm, nb1, mb);
-    if (wb) tma_copy(sm + lay.w_qkv, L.wqkv + (size_t)r0 * a.d, wb, mb);
-    const pd_unit u = attn_unit(P, lay, sm, l);
-    const int n = min(max(u.ke - u.kb, 0), lay.kv_keys);
-    const unsigned kvb = (unsigned)n * hd * 2, qn = L.q_norm ? (unsigned)hd * 4 : 0;
-    mbar_expect(mb + 1, 2 * kvb + 2 * qn);
-    if (kvb) {
-        const bf16 *k = k_cache(a, l) + ((size_t)off_of(a, lay, sm, u.kvh) + u.kb) * hd;
-        bf16 *ks = reinterpret_cast<bf16 *>(sm + lay.kv);
-        tma_copy(ks, k, kvb, mb + 1);
-        tma_copy(ks + (size_t)(lay.kv_keys + 1) * hd, k + a.kv_vofs, kvb, mb + 1);
-    }
-    if (qn) {
-        tma_copy(sm + lay.qkn, L.q_norm, qn, mb + 1);
-        tma_copy(sm + lay.qkn + hd, L.k_norm, qn, mb + 1);
-    }
-}
-
 /* Phase C's query head and output rows of this block (h < 0: none). */
 static __device__ __forceinline__ void c_rows(const pd_smem &lay, int H, int d, int &h, int &r0,
                                               int &r1) {
@@ -413,39 +430,97 @@ static __device__ __forceinline__ void c_rows(const pd_smem &lay, int H, int d, 
     r0 = h < 0 ? 0 : part0(d, i, lay.bph), r1 = h < 0 ? 0 : part0(d, i + 1, lay.bph);
 }
 
-/* G3-G5 of layer l (mb[2..4]): wo slice and ffn_norm, gate/up rows, the
- * transposed down slice. Issued by warp 1 (the wo rows are strided). */
-static __device__ void issue_g345(const pd_params &P, const pd_smem &lay, float *sm, int l,
-                                  unsigned long long *mb) {
-    if (threadIdx.x < 32 || threadIdx.x >= 64) return; /* warp 1 */
+/* The staged regions of a layer, in the order the producer issues them;
+ * each completes its own mbarrier (full[r]) and is free again once the
+ * phase that reads it has ended (see release). */
+enum { R_QKV, R_K, R_V, R_WO, R_GATE, R_UP, R_DOWN, R_N };
+static __device__ __forceinline__ int region_phase(int r) {
+    return r == R_QKV ? 0 : r <= R_V ? 1 : r == R_WO ? 2 : 3;
+}
+
+/* Region r of layer l, issued by the producer warp (lane 0; the wo rows,
+ * strided in global memory, by all lanes):
+ *   R_QKV   attn_norm and the block's qkv rows        (phase A)
+ *   R_K     the split's K rows, q_norm and k_norm     (phase B)
+ *   R_V     the split's V rows                        (phase B)
+ *   R_WO    the (head, row slice) of wo               (phase C)
+ *   R_GATE  ffn_norm and the gate rows of the slice   (phase D)
+ *   R_UP    the up rows                               (phase D)
+ *   R_DOWN  the transposed down slice                 (phase D)
+ * A region whose weights are read from global memory brings 0 bytes. */
+static __device__ void issue_region(const pd_params &P, const pd_smem &lay, float *sm, int l,
+                                    int r, unsigned long long *full) {
     const hkg_pd_args &a = P.a;
     const hkg_pd_layer &L = layer_of(lay, sm, l);
-    const int hd = a.hd, d = a.d, ahd = a.H * hd, lane = threadIdx.x - 32;
-    int h, r0, r1;
-    c_rows(lay, a.H, d, h, r0, r1);
-    const bool wo = lay.w_o >= 0 && h >= 0;
-    proxy_fence();
-    if (lane == 0) {
-        mbar_expect(mb + 2, (unsigned)d * 4 + (wo ? (unsigned)((r1 - r0) * hd * 2) : 0));
-        tma_copy(sm + lay.nw2, L.ffn_norm, (unsigned)d * 4, mb + 2);
+    const int lane = threadIdx.x & 31, hd = a.hd, d = a.d;
+    unsigned long long *mb = full + r;
+    if (r == R_WO) {
+        int h, r0, r1;
+        c_rows(lay, a.H, d, h, r0, r1);
+        const bool wo = lay.w_o >= 0 && h >= 0;
+        if (lane == 0) mbar_expect(mb, wo ? (unsigned)((r1 - r0) * hd * 2) : 0);
+        __syncwarp();
+        if (wo)
+            for (int rr = r0 + lane; rr < r1; rr += 32)
+                tma_copy(reinterpret_cast<bf16 *>(sm + lay.w_o) + (size_t)(rr - r0) * hd,
+                         L.wo + (size_t)rr * a.H * hd + (size_t)h * hd, (unsigned)hd * 2, mb);
+        return;
     }
-    __syncwarp();
-    if (wo)
-        for (int r = r0 + lane; r < r1; r += 32)
-            tma_copy(reinterpret_cast<bf16 *>(sm + lay.w_o) + (size_t)(r - r0) * hd,
-                     L.wo + (size_t)r * ahd + (size_t)h * hd, (unsigned)hd * 2, mb + 2);
     if (lane) return;
-    const int c0 = share0(a.ff / 8), c1 = share1(a.ff / 8), nc = c1 - c0;
-    const unsigned gb = lay.w_gu >= 0 ? (unsigned)nc * 8 * d * 2 : 0;
-    mbar_expect(mb + 3, 2 * gb);
-    if (gb) {
-        bf16 *dst = reinterpret_cast<bf16 *>(sm + lay.w_gu);
-        tma_copy(dst, L.wgu + (size_t)c0 * 8 * d, gb, mb + 3);
-        tma_copy(dst + (size_t)nc * 8 * d, L.wgu + ((size_t)a.ff + c0 * 8) * d, gb, mb + 3);
+    if (r == R_QKV) {
+        const int qkvw = (a.H + 2 * a.KV) * hd, r0 = share0(qkvw), r1 = share1(qkvw);
+        const unsigned nb = (unsigned)d * 4, wb = lay.w_qkv >= 0 ? (unsigned)((r1 - r0) * d * 2) : 0;
+        mbar_expect(mb, nb + wb);
+        tma_copy(sm + lay.nw1, L.attn_norm, nb, mb);
+        tma_copy(sm + lay.w_qkv, L.wqkv + (size_t)r0 * d, wb, mb);
+    } else if (r == R_K || r == R_V) {
+        const pd_unit u = attn_unit(P, lay, sm, l);
+        const int n = min(max(u.ke - u.kb, 0), lay.kv_keys);
+        const unsigned kvb = (unsigned)n * hd * 2;
+        const unsigned qn = r == R_K && L.q_norm ? (unsigned)hd * 4 : 0;
+        mbar_expect(mb, kvb + 2 * qn);
+        if (kvb) {
+            const bf16 *k = k_cache(a, l) + ((size_t)off_of(a, lay, sm, u.kvh) + u.kb) * hd;
+            bf16 *ks = reinterpret_cast<bf16 *>(sm + lay.kv);
+            if (r == R_K) tma_copy(ks, k, kvb, mb);
+            else tma_copy(ks + (size_t)(lay.kv_keys + 1) * hd, k + a.kv_vofs, kvb, mb);
+        }
+        tma_copy(sm + lay.qkn, L.q_norm, qn, mb);
+        tma_copy(sm + lay.qkn + hd, L.k_norm, qn, mb);
+    } else {
+        const int c0 = share0(a.ff / 8), nc = share1(a.ff / 8) - c0;
+        const unsigned nb = r == R_GATE ? (unsigned)d * 4 : 0;
+        unsigned wb = (unsigned)nc * 8 * d * 2;
+        if ((r == R_DOWN ? lay.w_down : lay.w_gu) < 0) wb = 0;
+        mbar_expect(mb, nb + wb);
+        tma_copy(sm + lay.nw2, L.ffn_norm, nb, mb);
+        bf16 *gs = reinterpret_cast<bf16 *>(sm + lay.w_gu);
+        if (r == R_GATE) tma_copy(gs, L.wgu + (size_t)c0 * 8 * d, wb, mb);
+        if (r == R_UP) tma_copy(gs + (size_t)nc * 8 * d, L.wgu + ((size_t)a.ff + c0 * 8) * d, wb, mb);
+        if (r == R_DOWN) tma_copy(sm + lay.w_down, L.wdownT + (size_t)c0 * 8 * d, wb, mb);
     }
-    const unsigned db = lay.w_down >= 0 ? (unsigned)nc * 8 * d * 2 : 0;
-    mbar_expect(mb + 4, db);
-    if (db) tma_copy(sm + lay.w_down, L.wdownT + (size_t)c0 * 8 * d, db, mb + 4);
+}
+
+/* The producer warp: every layer's regions in order, each once the phase
+ * that read it in the layer before has ended, and at most `window` regions
+ * in flight (0: no limit). Issued as one burst at the layer's last barrier,
+ * the whole layer's copies (13 MB for SmolLM2 at 8K) held that barrier for
+ * 4 us; spread over the layer, the four barriers take ~5.2 us together
+ * instead of 6.6 (bench/gpu/NOTES.md). */
+static __device__ void producer(const pd_params &P, const pd_smem &lay, float *sm,
+                                unsigned long long *full) {
+    const int W = P.window;
+    for (int l = 0; l < P.a.n_layers; l++)
+        for (int r = 0; r < R_N; r++) {
+            const int ph = region_phase(r);
+            if (l > 0 && (r == 0 || region_phase(r - 1) != ph)) /* once per phase */
+                asm volatile("bar.sync %0, %1;" ::"r"(pd_free_bar(ph, l - 1)), "n"(PD_BLOCK)
+                             : "memory");
+            const int k = l * R_N + r;
+            if (W > 0 && k >= W) mbar_wait(full + (k - W) % R_N, ((k - W) / R_N) & 1);
+            proxy_fence(); /* the consumers' reads and writes of the region first */
+            issue_region(P, lay, sm, l, r, full);
+        }
 }
 
 /* Reduce v[g] (g < grp) over the block, max or sum; res[g] for every thread
@@ -460,7 +535,7 @@ static __device__ __forceinline__ void reduce_heads(const float (&v)[MG], int gr
         const float x = MAX ? warp_max(v[g]) : warp_sum(v[g]);
         if (lane == 0) rw[warp * PD_MAX_GRP + g] = x;
     }
-    __syncthreads();
+    csync();
     if ((int)threadIdx.x < grp) {
         float x = MAX ? -INFINITY : 0.0f;
         for (int w = 0; w < PD_WARPS; w++) {
@@ -469,7 +544,7 @@ static __device__ __forceinline__ void reduce_heads(const float (&v)[MG], int gr
         }
         res[threadIdx.x] = x;
     }
-    __syncthreads();
+    csync();
 }
 
 /* Phase B (see the top of the file). The split's keys go through shared
@@ -499,13 +574,14 @@ static __device__ void phase_attn(const pd_params &P, const pd_smem &lay, int l,
     float *Fh = Lh + PD_MAX_GRP, *Th = Fh + PD_MAX_GRP;
     const int ns = min(max(u.ke - u.kb, 0), lay.kv_keys);
 
-    for (int t = threadIdx.x; t < (grp + 2) * hd; t += blockDim.x) {
+    for (int t = threadIdx.x; t < (grp + 2) * hd; t += PD_THREADS) {
         const int slot = t / hd, i = t - slot * hd;
         const int src = slot < grp ? (kvh * grp + slot) * hd
                         : slot == grp ? (H + kvh) * hd : (H + KV + kvh) * hd;
         qb[t] = __ldcg(P.qkv + src + i);
     }
-    stage_wait(mb + 1, l & 1); /* G2: this split's K/V rows, q/k norm weights; publishes qb */
+    stage_wait(mb + R_K, l & 1); /* this split's K rows, q/k norm weights; publishes qb */
+    release(0, l, a.n_layers); /* phase A */
     if (L.q_norm) { /* as hkg_head_rmsnorm, q heads and k */
         for (int slot = warp; slot <= grp; slot += PD_WARPS) {
             float *p = qb + slot * hd;
@@ -515,20 +591,18 @@ static __device__ void phase_attn(const pd_params &P, const pd_smem &lay, int l,
             const float inv = rsqrtf(warp_sum(ss) / (float)hd + a.eps);
             for (int i = lane; i < hd; i += 32) p[i] = p[i] * inv * w[i];
         }
-        __syncthreads();
+        csync();
     }
     { /* RoPE on q and k, bf16 rounding of all; split 0 writes the new K/V to
        * the cache and to the row after its staged keys */
         const int half = hd / 2;
-        const float pos = (float)*a.pos;
-        const float *inv = sm + lay.tb + tb_inv(&a);
-        for (int t = threadIdx.x; t < (grp + 2) * half; t += blockDim.x) {
+        const float *rope = sm + lay.tb + tb_rope(&a); /* cos, then sin */
+        for (int t = threadIdx.x; t < (grp + 2) * half; t += PD_THREADS) {
             const int slot = t / half, i = t - slot * half;
             float *p = qb + slot * hd;
             float x0 = p[i], x1 = p[i + half];
             if (slot <= grp) {
-                float sn, cs;
-                sincosf(pos * inv[i], &sn, &cs);
+                const float cs = rope[i], sn = rope[half + i];
                 const float r0 = x0 * cs - x1 * sn, r1 = x1 * cs + x0 * sn;
                 x0 = r0, x1 = r1;
             }
@@ -543,7 +617,7 @@ static __device__ void phase_attn(const pd_params &P, const pd_smem &lay, int l,
         }
     }
     if ((int)threadIdx.x < grp) Mh[threadIdx.x] = -INFINITY, Lh[threadIdx.x] = 0.0f;
-    __syncthreads();
+    csync();
     mark(sy, 0);
 
     const float scale = rsqrtf((float)hd);
@@ -557,12 +631,12 @@ static __device__ void phase_attn(const pd_params &P, const pd_smem &lay, int l,
             if (rows <= 0) break;
             const uint4 *kg = reinterpret_cast<const uint4 *>(kc + (row0 + next) * hd);
             const uint4 *vg = reinterpret_cast<const uint4 *>(vc + (row0 + next) * hd);
-            for (int t = threadIdx.x; t < rows * nch; t += blockDim.x) {
+            for (int t = threadIdx.x; t < rows * nch; t += PD_THREADS) {
                 reinterpret_cast<uint4 *>(Ks)[t] = ld_stream(kg + t);
                 reinterpret_cast<uint4 *>(Vs)[t] = ld_stream(vg + t);
             }
             next += rows;
-            __syncthreads();
+            csync();
         }
         if (rows > 0) {
             /* scores */
@@ -577,10 +651,11 @@ static __device__ void phase_attn(const pd_params &P, const pd_smem &lay, int l,
                 float sv[MG];
 #pragma unroll
                 for (int g = 0; g < MG; g++) sv[g] = 0.0f;
+                const int jm = j % nch; /* chunk rotation: spreads a warp over the banks */
                 if (j < rows)
 #pragma unroll 4
                     for (int cc = part; cc < nch; cc += tpk) {
-                        const int ch = (cc + j) % nch; /* spreads a warp over the banks */
+                        const int ch = cc + jm < nch ? cc + jm : cc + jm - nch;
                         float kf[8];
                         unpack8(reinterpret_cast<const uint4 *>(Ks + (size_t)j * hd)[ch], kf);
 #pragma unroll
@@ -609,13 +684,13 @@ static __device__ void phase_attn(const pd_params &P, const pd_smem &lay, int l,
                 Fh[threadIdx.x] = mo == -INFINITY ? 0.0f : __expf(mo - mn);
                 Mh[threadIdx.x] = mn;
             }
-            __syncthreads();
+            csync();
             float ls[MG];
 #pragma unroll
             for (int g = 0; g < MG; g++) {
                 ls[g] = 0.0f;
                 if (g >= grp) continue;
-                for (int j = threadIdx.x; j < rows; j += blockDim.x) {
+                for (int j = threadIdx.x; j < rows; j += PD_THREADS) {
                     const float pr = __expf(sc[g * KR + j] - Mh[g]);
                     sc[g * KR + j] = pr;
                     ls[g] += pr;
@@ -624,6 +699,7 @@ static __device__ void phase_attn(const pd_params &P, const pd_smem &lay, int l,
             reduce_heads<MG, false>(ls, grp, rw, Th); /* its barriers publish sc */
             if ((int)threadIdx.x < grp)
                 Lh[threadIdx.x] = Lh[threadIdx.x] * Fh[threadIdx.x] + Th[threadIdx.x];
+            if (c == 0) mbar_wait(mb + R_V, l & 1);
             /* P.V: (head, dims 2dp, 2dp+1) per thread, keys ts, ts + TS, .. */
             if (ts < TS)
 #pragma unroll
@@ -643,7 +719,7 @@ static __device__ void phase_attn(const pd_params &P, const pd_smem &lay, int l,
                     }
                     acc[k][0] = a0, acc[k][1] = a1;
                 }
-            __syncthreads(); /* the chunk's rows and sc are free */
+            csync(); /* the chunk's rows and sc are free */
         }
         if (next >= u.ke) break;
     }
@@ -653,7 +729,7 @@ static __device__ void phase_attn(const pd_params &P, const pd_smem &lay, int l,
     if (TS > 1) {
         if (ts < TS) so[(ts * E2 + (int)threadIdx.x % E2) * 2] = acc[0][0],
                      so[(ts * E2 + (int)threadIdx.x % E2) * 2 + 1] = acc[0][1];
-        __syncthreads();
+        csync();
     }
     for (int k = 0; k < 2; k++) {
         const int e = (int)threadIdx.x + k * PD_THREADS;
@@ -679,15 +755,16 @@ static __device__ void phase_wo(const pd_params &P, const pd_smem &lay, int l, f
     int h, r0, r1;
     c_rows(lay, a.H, a.d, h, r0, r1);
     if (h < 0) {
-        stage_wait(mb + 2, l & 1); /* ffn_norm for phase D */
+        release(1, l, a.n_layers); /* phase B */
         return;
     }
     /* the head's partials, one load round */
     float *pc = sm + lay.pc, *mw = sm + lay.mw, *oh = sm + lay.oh;
     const float4 *src = reinterpret_cast<const float4 *>(P.part + (size_t)h * S * PS);
-    for (int t = threadIdx.x; t < S * PS / 4; t += blockDim.x)
+    for (int t = threadIdx.x; t < S * PS / 4; t += PD_THREADS)
         reinterpret_cast<float4 *>(pc)[t] = __ldcg(src + t);
-    __syncthreads();
+    csync();
+    release(1, l, a.n_layers); /* phase B */
     if (warp == 0) {
         float M = -INFINITY;
         for (int t = lane; t < S; t += 32)
@@ -702,14 +779,14 @@ static __device__ void phase_wo(const pd_params &P, const pd_smem &lay, int l, f
         Ls = warp_sum(Ls);
         if (lane == 0) mw[S] = Ls;
     }
-    __syncthreads();
-    for (int dd = threadIdx.x; dd < hd; dd += blockDim.x) {
+    csync();
+    for (int dd = threadIdx.x; dd < hd; dd += PD_THREADS) {
         float acc = 0.0f;
 #pragma unroll 4
         for (int t = 0; t < S; t++) acc = fmaf(pc[t * PS + 4 + dd], mw[t], acc); /* mw 0: empty */
         oh[dd] = bf2f(f2bf(acc / mw[S])); /* the per-kernel path's bf16 attn */
     }
-    stage_wait(mb + 2, l & 1); /* G3: ffn_norm, the wo slice; also publishes oh */
+    stage_wait(mb + R_WO, l & 1); /* the wo slice; also publishes oh */
     /* rows: lpk lanes each, one 16-byte chunk per lane */
     int lpk = 1;
     while (lpk * 8 < hd) lpk <<= 1;
@@ -742,7 +819,7 @@ static __device__ void phase_mlp(const pd_params &P, const pd_smem &lay, int l, 
     const int d = a.d, ff = a.ff, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int c0 = share0(ff / 8), c1 = share1(ff / 8), nc = c1 - c0, j0 = 8 * c0;
     float *hs = sm + lay.hs;
-    stage_wait(mb + 3, l & 1); /* G4 */
+    mbar_wait(mb + R_UP, l & 1); /* R_GATE: waited before the norm */
     for (int j = j0 + warp; j < 8 * c1; j += PD_WARPS) {
         const bf16 *w[2];
         if (SGU) {
@@ -755,7 +832,7 @@ static __device__ void phase_mlp(const pd_params &P, const pd_smem &lay, int l, 
         warp_dots<2, SGU>(w, d / 8, xs4, v);
         if (lane == 0) hs[j - j0] = bf2f(f2bf(v[0] / (1.0f + expf(-v[0])) * v[1]));
     }
-    stage_wait(mb + 4, l & 1); /* G5; also publishes hs */
+    stage_wait(mb + R_DOWN, l & 1); /* also publishes hs */
     if (nc <= 0) return;
     /* the block's (nc*8, d) slice of the transposed down projection, staged
      * or in global memory */
@@ -763,7 +840,7 @@ static __device__ void phase_mlp(const pd_params &P, const pd_smem &lay, int l, 
                                      : bfp(L.wdownT) + (size_t)j0 * d;
     /* 4 outputs a thread, added with one vector reduction: the 132 blocks'
      * adds to the same d addresses queue at a few L2 slices */
-    for (int i = 4 * threadIdx.x; i < d; i += 4 * blockDim.x) {
+    for (int i = 4 * threadIdx.x; i < d; i += 4 * PD_THREADS) {
         float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
         for (int j = 0; j < nc * 8; j++) {
             const uint2 w = *reinterpret_cast<const uint2 *>(dt + (size_t)j * d + i);
@@ -780,7 +857,7 @@ static __device__ void phase_mlp(const pd_params &P, const pd_smem &lay, int l, 
 }
 
 template <int MG>
-static __global__ void __launch_bounds__(PD_THREADS, 1) decode_persist_kernel(pd_params P) {
+static __global__ void __launch_bounds__(PD_BLOCK, 1) decode_persist_kernel(pd_params P) {
     extern __shared__ __align__(16) float pd_sm[];
     __shared__ float red[32];
     const hkg_pd_args &a = P.a;
@@ -792,21 +869,22 @@ static __global__ void __launch_bounds__(PD_THREADS, 1) decode_persist_kernel(pd
     pd_sync sy = {P.bar, 0, P.trace, 0};
     const int qkvw = (a.H + 2 * a.KV) * a.hd;
 
-    __shared__ unsigned long long mb[5]; /* G1..G5 */
+    __shared__ unsigned long long mb[R_N]; /* the regions' copies landed */
     if (threadIdx.x == 0) {
-        for (int i = 0; i < 5; i++) mbar_init(mb + i);
+        for (int i = 0; i < R_N; i++) mbar_init(mb + i);
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
-    __syncthreads();
     const size_t clk_at = ((size_t)(1 + 4 * a.n_layers) * gridDim.x) * 6; /* trace: SM clock */
     if (P.trace && blockIdx.x == 0 && threadIdx.x == 0)
         P.trace[clk_at] = clock64(), P.trace[clk_at + 1] = global_ns();
-    load_tables(a, lay, pd_sm);
-    issue_g12(P, lay, pd_sm, 0, mb);
-    issue_g345(P, lay, pd_sm, 0, mb);
+    load_tables(a, lay, pd_sm); /* the whole block; ends with __syncthreads */
+    if (warp == PD_WARPS) {
+        producer(P, lay, pd_sm, mb);
+        return;
+    }
     {
         const bf16 *e = (const bf16 *)a.tok_emb + (size_t)*a.ids * d;
-        for (int i = threadIdx.x; i < d; i += blockDim.x) xf[i] = bf2f(e[i]);
+        for (int i = threadIdx.x; i < d; i += PD_THREADS) xf[i] = bf2f(e[i]);
     }
     for (int l = 0; l < a.n_layers; l++) {
         const hkg_pd_layer &L = layer_of(lay, pd_sm, l);
@@ -817,9 +895,9 @@ static __global__ void __launch_bounds__(PD_THREADS, 1) decode_persist_kernel(pd
         mark(sy, 0);
         if (l > 0) {
             const float *dprev = P.dD + (size_t)(p ^ 1) * PD_DREP * d;
-            for (int i = threadIdx.x; i < d; i += blockDim.x) xf[i] += sum_copies(dprev, d, i);
+            for (int i = threadIdx.x; i < d; i += PD_THREADS) xf[i] += sum_copies(dprev, d, i);
         }
-        for (int i = share0(d) + threadIdx.x; i < share1(d); i += blockDim.x) {
+        for (int i = share0(d) + threadIdx.x; i < share1(d); i += PD_THREADS) {
             dA[i] = 0.0f;
             for (int r = 0; r < PD_DREP; r++) dD[(size_t)r * d + i] = 0.0f;
         }
@@ -828,7 +906,8 @@ static __global__ void __launch_bounds__(PD_THREADS, 1) decode_persist_kernel(pd
         if (L.bqkv && lane == 0)
             for (int k = 0; k < 2; k++)
                 if (ra + k * PD_WARPS < share1(qkvw)) bias[k] = L.bqkv[ra + k * PD_WARPS];
-        stage_wait(mb, l & 1); /* G1: attn_norm, qkv rows */
+        stage_wait(mb + R_QKV, l & 1);
+        if (l > 0) release(3, l - 1, a.n_layers); /* layer l-1's MLP regions */
         block_norm(xf, pd_sm + lay.nw1, d, a.eps, xs, red);
         mark(sy, 1);
         for (int r = ra; r < share1(qkvw); r += PD_WARPS) {
@@ -849,29 +928,26 @@ static __global__ void __launch_bounds__(PD_THREADS, 1) decode_persist_kernel(pd
         grid_sync(sy);
         /* B: attention partials */
         if ((int)blockIdx.x < a.KV * P.S) phase_attn<MG>(P, lay, l, pd_sm, sy, mb);
-        else stage_wait(mb + 1, l & 1);
+        else release(0, l, a.n_layers);
         grid_sync(sy);
         /* C: merge + wo into dA */
         phase_wo(P, lay, l, pd_sm, dA, mb);
         grid_sync(sy);
         /* D: norm of x_l + dA, MLP into dD */
-        for (int i = threadIdx.x; i < d; i += blockDim.x) xf[i] += __ldcg(dA + i);
-        block_norm(xf, pd_sm + lay.nw2, d, a.eps, xs, red); /* ffn_norm: G3, waited in C */
+        for (int i = threadIdx.x; i < d; i += PD_THREADS) xf[i] += __ldcg(dA + i);
+        mbar_wait(mb + R_GATE, l & 1); /* ffn_norm */
+        block_norm(xf, pd_sm + lay.nw2, d, a.eps, xs, red);
+        release(2, l, a.n_layers);
         mark(sy, 0);
         float *dDb = dD + (size_t)(blockIdx.x % PD_DREP) * d;
         if (lay.w_gu >= 0) phase_mlp<true>(P, lay, l, pd_sm, xs4, dDb, mb);
         else phase_mlp<false>(P, lay, l, pd_sm, xs4, dDb, mb);
-        grid_arrive(sy); /* its bar.sync ends this layer's reads of the staged regions */
-        if (l + 1 < a.n_layers) {
-            issue_g12(P, lay, pd_sm, l + 1, mb);
-            issue_g345(P, lay, pd_sm, l + 1, mb);
-        }
-        grid_wait(sy);
+        grid_sync(sy);
     }
     /* logits */
     {
         const float *dl = P.dD + (size_t)((a.n_layers - 1) & 1) * PD_DREP * d;
-        for (int i = threadIdx.x; i < d; i += blockDim.x) xf[i] += sum_copies(dl, d, i);
+        for (int i = threadIdx.x; i < d; i += PD_THREADS) xf[i] += sum_copies(dl, d, i);
         block_norm(xf, a.out_norm, d, a.eps, xs, red);
     }
     const int v0 = share0(a.vocab), v1 = share1(a.vocab);
@@ -1069,6 +1145,8 @@ extern "C" cudaError_t hkg_decode_persistent(const hkg_pd_args *a, cudaStream_t 
     /* diagnostics: the test knobs from the environment */
     if (getenv("HKG_PD_NOSTAGE")) P.a.no_stage = 1;
     if (getenv("HKG_PD_KVMAX")) P.a.kv_keys_max = atoi(getenv("HKG_PD_KVMAX"));
+    P.window = a->window > 0 ? a->window : a->window < 0 ? 0 : PD_WINDOW;
+    if (getenv("HKG_PD_WINDOW")) P.window = atoi(getenv("HKG_PD_WINDOW")); /* 0: no limit */
     a = &P.a;
     const int nb = pd_blocks();
     pd_carve(&P, a, nb);
@@ -1082,7 +1160,7 @@ extern "C" cudaError_t hkg_decode_persistent(const hkg_pd_args *a, cudaStream_t 
         e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
         if (e != cudaSuccess) return e;
         int per_sm = 0;
-        e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, PD_THREADS, smem);
+        e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, PD_BLOCK, smem);
         if (e != cudaSuccess) return e;
         if (per_sm < 1) return cudaErrorCooperativeLaunchTooLarge;
         smem_set[mg] = smem;
@@ -1098,7 +1176,7 @@ extern "C" cudaError_t hkg_decode_persistent(const hkg_pd_args *a, cudaStream_t 
         P.trace = trace_buf;
     }
     void *args[] = {&P};
-    e = cudaLaunchCooperativeKernel(k, nb, PD_THREADS, args, smem, s);
+    e = cudaLaunchCooperativeKernel(k, nb, PD_BLOCK, args, smem, s);
     if (e == cudaSuccess && P.trace && ++trace_calls == 20) trace_report(events, nb, s);
     return e;
 }
