@@ -26,16 +26,25 @@ static __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
-/* Sum over the block (blockDim.x a multiple of 32, <= 1024); every thread
- * gets the result. sh: 32 floats of shared memory. */
-static __device__ __forceinline__ float block_sum(float v, float *sh) {
-    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+/* Sum over the first nw warps of the block, which meet at sync() (a block
+ * barrier among them); every one of their threads gets the result. sh: 32
+ * floats of shared memory. */
+struct hkg_sync_block {
+    __device__ void operator()() const { __syncthreads(); }
+};
+template <typename Sync>
+static __device__ __forceinline__ float block_sum_over(float v, float *sh, int nw, Sync sync) {
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
     v = warp_sum(v);
-    __syncthreads(); /* sh may still be read by a previous call */
+    sync(); /* sh may still be read by a previous call */
     if (lane == 0) sh[w] = v;
-    __syncthreads();
+    sync();
     v = lane < nw ? sh[lane] : 0.0f;
     return warp_sum(v);
+}
+/* Sum over the block (blockDim.x a multiple of 32, <= 1024). */
+static __device__ __forceinline__ float block_sum(float v, float *sh) {
+    return block_sum_over(v, sh, (int)(blockDim.x >> 5), hkg_sync_block());
 }
 
 /* 8 bf16 of a 16-byte chunk to fp32. */

@@ -56,14 +56,11 @@ static __device__ __forceinline__ void csync(void) {
 }
 
 /* block_sum over the consumer warps */
+struct pd_sync_consumers {
+    __device__ void operator()() const { csync(); }
+};
 static __device__ __forceinline__ float csum(float v, float *sh) {
-    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-    v = warp_sum(v);
-    csync(); /* sh may still be read by a previous call */
-    if (lane == 0) sh[w] = v;
-    csync();
-    v = lane < PD_WARPS ? sh[lane] : 0.0f;
-    return warp_sum(v);
+    return block_sum_over(v, sh, PD_WARPS, pd_sync_consumers());
 }
 
 static __device__ __forceinline__ unsigned ld_acquire(const unsigned *p) {
