@@ -128,19 +128,15 @@ static __device__ __forceinline__ void mark(const pd_sync &g, int k) {
         g.trace[((size_t)g.ev * gridDim.x + blockIdx.x) * 6 + 2 + k] = global_ns();
 }
 
-/* Every block of the grid reaches grid_arrive before any leaves grid_wait;
- * writes before the one are visible after the other. */
-static __device__ __forceinline__ void grid_arrive(pd_sync &g) {
+/* Every block of the grid arrives before any leaves; writes before are
+ * visible after. */
+static __device__ __forceinline__ void grid_sync(pd_sync &g) {
     csync();
     g.gen++;
     if (threadIdx.x == 0) {
         if (g.trace) g.trace[((size_t)g.ev * gridDim.x + blockIdx.x) * 6] = global_ns();
         /* release: the block's writes (ordered before by the bar.sync) first */
         asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(g.bar) : "memory");
-    }
-}
-static __device__ __forceinline__ void grid_wait(pd_sync &g) {
-    if (threadIdx.x == 0) {
         const unsigned target = g.gen * gridDim.x;
         while (ld_acquire(g.bar) < target) {
         }
@@ -149,6 +145,7 @@ static __device__ __forceinline__ void grid_wait(pd_sync &g) {
     g.ev++;
     csync();
 }
+
 /* Phase `ph` (0-3: A-D) of layer l is over in this block and its staged
  * regions are free: every consumer thread arrives on named barrier
  * pd_free_bar(ph, l), which the producer warp syncs on before it copies
@@ -164,10 +161,6 @@ static __device__ __forceinline__ int pd_free_bar(int ph, int l) { return 2 + 2 
 static __device__ __forceinline__ void release(int ph, int l, int n_layers) {
     if (l + 1 < n_layers) /* the last layer's regions are not copied into again */
         asm volatile("bar.arrive %0, %1;" ::"r"(pd_free_bar(ph, l)), "n"(PD_BLOCK) : "memory");
-}
-static __device__ __forceinline__ void grid_sync(pd_sync &g) {
-    grid_arrive(g);
-    grid_wait(g);
 }
 
 /* generic-proxy reads of a region before bulk copies overwrite it */
@@ -513,6 +506,10 @@ static __device__ void producer(const pd_params &P, const pd_smem &lay, float *s
             if (l > 0 && (r == 0 || region_phase(r - 1) != ph)) /* once per phase */
                 asm volatile("bar.sync %0, %1;" ::"r"(pd_free_bar(ph, l - 1)), "n"(PD_BLOCK)
                              : "memory");
+            /* the region's copy of the layer before has landed (at once, in
+             * practice); so every phase of its mbarrier has a waiter even in
+             * a block that does not read the region (synccheck) */
+            if (l > 0) mbar_wait(full + r, (l - 1) & 1);
             const int k = l * R_N + r;
             if (W > 0 && k >= W) mbar_wait(full + (k - W) % R_N, ((k - W) / R_N) & 1);
             proxy_fence(); /* the consumers' reads and writes of the region first */
