@@ -150,6 +150,34 @@ static void test_argmax(void) {
     CHECK(ok, "argmax got %d %d %d, expected 77 %d 5", got[0], got[1], got[2], cols - 1);
     printf("%s argmax\n", ok ? "PASS" : "FAIL");
     cudaFree(dx), cudaFree(dout), free(x);
+    /* fresh random rows of odd widths against a CPU argmax, with a NaN, a
+     * repeated maximum and an all-NaN row (gives 0) */
+    const int widths[3] = {49152, 1001, 7};
+    for (int w = 0; w < 3; w++) {
+        cols = widths[w];
+        x = malloc((size_t)rows * cols * 4);
+        fill(x, (size_t)rows * cols, 10.0f);
+        x[cols / 3] = NAN;
+        x[cols + cols / 2] = x[cols + cols / 5] = 100.0f;
+        for (int i = 0; i < cols; i++) x[2 * cols + i] = NAN;
+        dx = dput_f32(x, (size_t)rows * cols);
+        dout = dalloc_nan(rows * 4);
+        CU(hkg_argmax(dx, rows, cols, dout, 0));
+        CU(cudaDeviceSynchronize());
+        CU(cudaMemcpy(got, dout, sizeof got, cudaMemcpyDeviceToHost));
+        ok = 1;
+        for (int r = 0; r < rows; r++) {
+            int best = 0;
+            float bv = -INFINITY;
+            for (int i = 0; i < cols; i++)
+                if (x[r * cols + i] > bv) bv = x[r * cols + i], best = i;
+            CHECK(got[r] == best, "argmax width %d row %d: got %d, expected %d", cols, r, got[r],
+                  best);
+            ok &= got[r] == best;
+        }
+        printf("%s argmax, width %d vs CPU\n", ok ? "PASS" : "FAIL", cols);
+        cudaFree(dx), cudaFree(dout), free(x);
+    }
 }
 
 /* ---------------------------------------------------------------- attention */

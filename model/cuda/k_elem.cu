@@ -102,36 +102,54 @@ extern "C" cudaError_t hkg_swiglu_bf16(const hkg_bf16 *gu, int n, int ff, hkg_bf
 
 /* ---------------------------------------------------------------- argmax */
 
-/* One block (256 threads) per row; ties go to the lowest index. */
-static __global__ void argmax_kernel(const float *x, int cols, int32_t *out) {
-    __shared__ float sv[256];
-    __shared__ int si[256];
+/* One block per row; ties go to the lowest index, NaN is never picked (a row
+ * without a number gives 0). Each thread keeps AMAX_ILP loads in flight: one
+ * at a time, a 49152-wide row took ~60 us, every load a full L2 round trip. */
+#define AMAX_THREADS 1024
+#define AMAX_ILP 8
+
+/* (bv, bi) = the better of it and (ov, oi) */
+static __device__ __forceinline__ void amax_pick(float &bv, int &bi, float ov, int oi) {
+    if (ov > bv || (ov == bv && oi < bi)) bv = ov, bi = oi;
+}
+
+static __global__ void __launch_bounds__(AMAX_THREADS) argmax_kernel(const float *x, int cols,
+                                                                     int32_t *out) {
+    __shared__ float sv[32];
+    __shared__ int si[32];
     const float *row = x + (size_t)blockIdx.x * cols;
     float bv = -INFINITY;
     int bi = cols; /* cols = "none yet" */
-    for (int i = threadIdx.x; i < cols; i += blockDim.x)
-        if (row[i] > bv) { bv = row[i]; bi = i; }
-    sv[threadIdx.x] = bv;
-    si[threadIdx.x] = bi;
-    __syncthreads();
-    for (int st = blockDim.x / 2; st > 0; st >>= 1) {
-        if ((int)threadIdx.x < st) {
-            float ov = sv[threadIdx.x + st];
-            int oi = si[threadIdx.x + st];
-            if (ov > sv[threadIdx.x] || (ov == sv[threadIdx.x] && oi < si[threadIdx.x])) {
-                sv[threadIdx.x] = ov;
-                si[threadIdx.x] = oi;
-            }
+    for (int i0 = threadIdx.x; i0 < cols; i0 += AMAX_THREADS * AMAX_ILP) {
+        float v[AMAX_ILP];
+#pragma unroll
+        for (int k = 0; k < AMAX_ILP; k++) {
+            const int i = i0 + k * AMAX_THREADS;
+            v[k] = i < cols ? __ldg(row + i) : -INFINITY;
         }
-        __syncthreads();
+#pragma unroll
+        for (int k = 0; k < AMAX_ILP; k++) /* indices increase: ties keep the first */
+            if (v[k] > bv) bv = v[k], bi = i0 + k * AMAX_THREADS;
     }
-    if (threadIdx.x == 0) out[blockIdx.x] = si[0] < cols ? si[0] : 0;
+    for (int off = 16; off > 0; off >>= 1)
+        amax_pick(bv, bi, __shfl_down_sync(0xffffffffu, bv, off),
+                  __shfl_down_sync(0xffffffffu, bi, off));
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    if (lane == 0) sv[warp] = bv, si[warp] = bi;
+    __syncthreads();
+    if (warp) return;
+    bv = lane < AMAX_THREADS / 32 ? sv[lane] : -INFINITY;
+    bi = lane < AMAX_THREADS / 32 ? si[lane] : cols;
+    for (int off = 16; off > 0; off >>= 1)
+        amax_pick(bv, bi, __shfl_down_sync(0xffffffffu, bv, off),
+                  __shfl_down_sync(0xffffffffu, bi, off));
+    if (lane == 0) out[blockIdx.x] = bi < cols ? bi : 0;
 }
 
 extern "C" cudaError_t hkg_argmax(const float *x, int rows, int cols, int32_t *out,
                                   cudaStream_t s) {
     if (rows <= 0) return cudaSuccess;
-    argmax_kernel<<<rows, 256, 0, s>>>(x, cols, out);
+    argmax_kernel<<<rows, AMAX_THREADS, 0, s>>>(x, cols, out);
     return HKG_LAUNCHED();
 }
 
