@@ -493,6 +493,50 @@ static int near_tie(const hkm_model *m, const int32_t *prompt, int np, const int
     return ok;
 }
 
+/* Greedy decode stops at eos. On the persistent kernel the step queued after
+ * the eos token is taken back: the device lengths must equal the host's,
+ * and decoding on from there must give a fresh prefill's logits. */
+static void test_greedy_eos(const char *name, hkm_gpu_model *g, hkm_gpu_cache *gc,
+                            const int32_t *ids, int np, int32_t eos) {
+    hkm_err err = {{0}};
+    const int V = g->cfg.vocab_size, heads = gc->n_layers * gc->n_kv;
+    int32_t out[16], seq[64], dl[4096];
+    int n = 0;
+    CHECK(hkm_gpu_generate_greedy(g, gc, ids, np, 16, eos, out, &n, &err) == HKM_OK, "%s: %s",
+          name, err.msg);
+    int stop = 0;
+    while (stop < n && out[stop] != eos) stop++;
+    int ok = n > 0 && stop == n - 1 && heads <= 4096 &&
+             cudaMemcpy(dl, gc->d_len, (size_t)heads * 4, cudaMemcpyDeviceToHost) == cudaSuccess &&
+             hkm_gpu_cache_next_pos(gc) == np + n - 1;
+    for (int i = 0; ok && i < heads; i++) ok = dl[i] == gc->h_len[i] && dl[i] == np + n - 1;
+    CHECK(ok, "%s: greedy to eos %d: %d tokens (eos at %d), cache next_pos %d, expected %d, and "
+          "device lengths equal to the host's", name, eos, n, stop, hkm_gpu_cache_next_pos(gc),
+          np + n - 1);
+    printf("%s %s: greedy stops at eos after %d tokens; cache lengths %d on host and device\n",
+           ok ? "PASS" : "FAIL", name, n, np + n - 1);
+    if (!ok) return;
+    float *a = malloc((size_t)V * 4), *b = malloc((size_t)V * 4);
+    hkm_gpu_cache *fresh = NULL;
+    memcpy(seq, ids, (size_t)np * 4);
+    memcpy(seq + np, out, (size_t)n * 4);
+    CHECK(a && b && hkm_gpu_cache_create(g, 128, &fresh, &err) == HKM_OK, "%s: %s", name, err.msg);
+    if (a && b && fresh) {
+        CHECK(hkm_gpu_forward(g, gc, out + n - 1, 1, HKM_LOGITS_LAST, a, NULL, &err) == HKM_OK,
+              "%s: %s", name, err.msg);
+        for (int s = 0; s < np + n; s += g->max_chunk) {
+            int m = np + n - s < g->max_chunk ? np + n - s : g->max_chunk;
+            CHECK(hkm_gpu_forward(g, fresh, seq + s, m, HKM_LOGITS_LAST, b, NULL, &err) == HKM_OK,
+                  "%s: %s", name, err.msg);
+        }
+        char what[160];
+        snprintf(what, sizeof what, "%s: decode on after eos vs a fresh prefill", name);
+        compare_logits(what, a, b, 1, V);
+    }
+    hkm_gpu_cache_free(fresh);
+    free(a), free(b);
+}
+
 static void test_checkpoint(const char *name, const char *path, const int32_t *prompt, int np) {
     hkm_err err = {{0}};
     hkm_model *m = NULL;
@@ -535,6 +579,7 @@ static void test_checkpoint(const char *name, const char *path, const int32_t *p
               fast, ng - 1);
         printf("%s %s: decode steps by graph replay %d, by the persistent kernel %d\n",
                fast >= ng - 1 ? "PASS" : "FAIL", name, g->graph_replays, g->persist_tokens);
+        if (ng >= 4) test_greedy_eos(name, g, gc, ids, np, og[2]);
         free(ref), free(got);
     }
     hkm_kvcache_free(kc);

@@ -542,7 +542,7 @@ static hkm_status graph_capture(hkm_gpu_model *g, hkm_gpu_cache *c, int *ok, hkm
 }
 
 /* A decode token's id and position to the device (g->ids, g->pos), where the
- * graph and the persistent kernel read them. */
+ * graph reads them. */
 static hkm_status decode_in(hkm_gpu_model *g, const hkm_gpu_cache *c, const int32_t *ids,
                             hkm_err *err) {
     int32_t pos = c->next_pos;
@@ -551,11 +551,18 @@ static hkm_status decode_in(hkm_gpu_model *g, const hkm_gpu_cache *c, const int3
     return HKM_OK;
 }
 
-/* Its logits (in g->logits) to the host when asked. */
+/* Its logits (in g->logits) to the host when asked, through a pinned
+ * buffer: straight into pageable memory the copy is staged by the driver
+ * at a fraction of the bus rate. */
 static hkm_status decode_out(hkm_gpu_model *g, float *logits, hkm_err *err) {
-    if (logits)
-        HKG_CUDA(cudaMemcpyAsync(logits, g->logits, (size_t)g->cfg.vocab_size * 4,
-                                 cudaMemcpyDeviceToHost, g->stream), err);
+    if (!logits) return HKM_OK;
+    const size_t bytes = (size_t)g->cfg.vocab_size * 4;
+    if (!g->logits_pin)
+        HKG_CUDA(cudaHostAlloc((void **)&g->logits_pin, bytes, cudaHostAllocDefault), err);
+    HKG_CUDA(cudaMemcpyAsync(g->logits_pin, g->logits, bytes, cudaMemcpyDeviceToHost, g->stream),
+             err);
+    HKG_CUDA(cudaStreamSynchronize(g->stream), err);
+    memcpy(logits, g->logits_pin, bytes);
     return HKM_OK;
 }
 
@@ -584,8 +591,9 @@ static hkg_pd_args pd_args(const hkm_gpu_model *g, const hkm_gpu_cache *c) {
     a.n_layers = cf->n_layers, a.d = cf->d_model, a.ff = cf->d_ff, a.H = cf->n_heads;
     a.KV = cf->n_kv_heads, a.hd = cf->head_dim, a.vocab = cf->vocab_size, a.eps = cf->rms_eps;
     a.tok_emb = g->tok_emb, a.lm_head = g->lm_head, a.out_norm = g->out_norm;
-    a.inv_freq = g->inv_freq, a.ids = g->ids, a.pos = g->pos;
+    a.inv_freq = g->inv_freq;
     if (c) {
+        a.pos = c->next_pos;
         a.off = c->d_off, a.len = c->d_len, a.kv_base = c->k[0];
         a.kv_lstride = c->n_layers > 1 ? (size_t)(c->k[1] - c->k[0]) : 0;
         a.kv_vofs = (size_t)(c->v[0] - c->k[0]);
@@ -609,6 +617,8 @@ static hkm_status pd_setup(hkm_gpu_model *g, hkm_err *err) {
     hkg_pd_args a = pd_args(g, NULL);
     g->pd_bytes = hkg_pd_scratch_bytes(&a);
     HKM_TRY(hkg_malloc(g, &g->pd_scratch, g->pd_bytes, "the persistent decode scratch", err));
+    /* zeroed once: each launch leaves its barrier state zero */
+    HKG_CUDA(cudaMemsetAsync(g->pd_scratch, 0, g->pd_bytes, g->stream), err);
     hkg_pd_layer *hl = calloc((size_t)L, sizeof *hl);
     if (!hl) return hkm_fail(err, HKM_ERR_NOMEM, "persistent decode: no host memory");
     cudaError_t e = cudaSuccess;
@@ -667,11 +677,13 @@ static void pd_decide(hkm_gpu_model *g) {
     g->persist = HKG_PD_ON;
 }
 
-/* One decode token by the persistent kernel. */
-static hkm_status decode_persist(hkm_gpu_model *g, hkm_gpu_cache *c, const int32_t *ids,
-                                 float *logits, hkm_err *err) {
-    HKM_TRY(decode_in(g, c, ids, err));
+/* One decode token by the persistent kernel: token id, or *id_dev when
+ * given (on the device); the logits' argmax into g->amax when asked. The
+ * kernel advances the device lengths itself. */
+static hkm_status decode_persist(hkm_gpu_model *g, hkm_gpu_cache *c, int32_t id,
+                                 const int32_t *id_dev, int argmax, float *logits, hkm_err *err) {
     hkg_pd_args a = pd_args(g, c);
+    a.id = id, a.id_dev = id_dev, a.argmax = argmax ? g->amax : NULL;
     HKG_CUDA(hkg_decode_persistent(&a, g->stream), err);
     g->persist_tokens++;
     return decode_out(g, logits, err);
@@ -705,33 +717,40 @@ static hkm_status forward_plain(hkm_gpu_model *g, hkm_gpu_cache *c, const int32_
     return st;
 }
 
-/* logits == NULL with LOGITS_LAST leaves the last row in g->logits. */
-static hkm_status forward(hkm_gpu_model *g, hkm_gpu_cache *c, const int32_t *ids, int n,
-                          hkm_logits_mode mode, float *logits, const hkm_gpu_capture *cap,
-                          hkm_err *err) {
-    int done = 0;
-    hkm_status st = HKM_OK;
-    /* decode without capture hooks: one persistent kernel, or replay one graph
-     * instead of ~10 launches per layer */
-    if (n == 1 && !cap && mode == HKM_LOGITS_LAST) {
-        pd_decide(g);
-        if (g->persist == HKG_PD_ON) {
-            st = decode_persist(g, c, ids, logits, err);
-            done = 1;
-        } else if (!g->no_graph) {
-            st = decode_graph(g, c, ids, logits, &done, err);
-        }
-    }
-    if (st == HKM_OK && !done) st = forward_plain(g, c, ids, n, mode, logits, cap, err);
-    if (st != HKM_OK) return st; /* the cache is unchanged: lengths were not advanced */
+/* The host side of n tokens appended to every head: lengths and positions
+ * (the device lengths are the caller's to update). */
+static void cache_advance(hkm_gpu_cache *c, int n) {
     for (int i = 0; i < c->n_layers * c->n_kv; i++) {
         int32_t *pos = c->h_pos + (size_t)i * c->cap + c->h_len[i];
         for (int t = 0; t < n; t++) pos[t] = c->next_pos + t;
         c->h_len[i] += n;
     }
     c->next_pos += n;
-    HKG_CUDA(cudaMemcpyAsync(c->d_len, c->h_len, (size_t)c->n_layers * c->n_kv * 4,
-                             cudaMemcpyHostToDevice, g->stream), err);
+}
+
+/* logits == NULL with LOGITS_LAST leaves the last row in g->logits. */
+static hkm_status forward(hkm_gpu_model *g, hkm_gpu_cache *c, const int32_t *ids, int n,
+                          hkm_logits_mode mode, float *logits, const hkm_gpu_capture *cap,
+                          hkm_err *err) {
+    int done = 0, advanced = 0; /* advanced: the device lengths, by the kernel */
+    hkm_status st = HKM_OK;
+    /* decode without capture hooks: one persistent kernel, or replay one graph
+     * instead of ~10 launches per layer */
+    if (n == 1 && !cap && mode == HKM_LOGITS_LAST) {
+        pd_decide(g);
+        if (g->persist == HKG_PD_ON) {
+            st = decode_persist(g, c, ids[0], NULL, 0, logits, err);
+            done = advanced = 1;
+        } else if (!g->no_graph) {
+            st = decode_graph(g, c, ids, logits, &done, err);
+        }
+    }
+    if (st == HKM_OK && !done) st = forward_plain(g, c, ids, n, mode, logits, cap, err);
+    if (st != HKM_OK) return st; /* the cache is unchanged: lengths were not advanced */
+    cache_advance(c, n);
+    if (!advanced)
+        HKG_CUDA(cudaMemcpyAsync(c->d_len, c->h_len, (size_t)c->n_layers * c->n_kv * 4,
+                                 cudaMemcpyHostToDevice, g->stream), err);
     HKG_CUDA(cudaStreamSynchronize(g->stream), err);
     return HKM_OK;
 }
@@ -753,6 +772,66 @@ static hkm_status next_token(hkm_gpu_model *g, int32_t *tok, hkm_err *err) {
     return HKM_OK;
 }
 
+/* The token in g->amax (where the next step reads it; argmax: computed here
+ * from g->logits first) to the host's slot `slot` of g->pd_tok, completing
+ * event pd_ev[slot]. */
+static hkm_status queue_token(hkm_gpu_model *g, int slot, int argmax, hkm_err *err) {
+    if (argmax) HKG_CUDA(hkg_argmax(g->logits, 1, g->cfg.vocab_size, g->amax, g->stream), err);
+    HKG_CUDA(cudaMemcpyAsync(g->pd_tok + slot, g->amax, 4, cudaMemcpyDeviceToHost, g->stream),
+             err);
+    HKG_CUDA(cudaEventRecord(g->pd_ev[slot], g->stream), err);
+    return HKM_OK;
+}
+
+/* Greedy decode on the persistent kernel, pipelined: step k+1 is queued
+ * (reading its token from step k's argmax on the device) before token k
+ * reaches the host, so the GPU does not wait for the host between tokens.
+ * When token k is eos, the step queued after it is taken back: the lengths
+ * and positions go back, the K/V rows it wrote stay beyond them. */
+static hkm_status greedy_persist(hkm_gpu_model *g, hkm_gpu_cache *c, int max_new, int32_t eos_id,
+                                 int32_t *out, int *n_out, hkm_err *err) {
+    if (!g->pd_tok) {
+        HKG_CUDA(cudaHostAlloc((void **)&g->pd_tok, 2 * sizeof *g->pd_tok, cudaHostAllocDefault),
+                 err);
+        for (int i = 0; i < 2; i++)
+            HKG_CUDA(cudaEventCreateWithFlags(&g->pd_ev[i], cudaEventDisableTiming), err);
+    }
+    if (max_new > 0) HKM_TRY(queue_token(g, 0, 1, err)); /* the prompt's last logits */
+    for (int k = 0; k < max_new; k++) {
+        hkm_err next_err = {{0}};
+        hkm_status next = HKM_OK;
+        int queued = 0;
+        if (k + 1 < max_new) {
+            const int32_t any = 0; /* the device's token is in range: argmax */
+            next = check_call(g, c, &any, 1, HKM_LOGITS_LAST, NULL, NULL, &next_err);
+            if (next == HKM_OK) {
+                HKM_TRY(decode_persist(g, c, 0, g->amax, 1, NULL, err));
+                cache_advance(c, 1);
+                HKM_TRY(queue_token(g, (k + 1) & 1, 0, err));
+                queued = 1;
+            }
+        }
+        HKG_CUDA(cudaEventSynchronize(g->pd_ev[k & 1]), err);
+        const int32_t tok = g->pd_tok[k & 1];
+        out[(*n_out)++] = tok;
+        if (tok == eos_id) {
+            if (!queued) break;
+            HKG_CUDA(cudaStreamSynchronize(g->stream), err); /* take the next step back */
+            for (int i = 0; i < c->n_layers * c->n_kv; i++) c->h_len[i]--;
+            c->next_pos--;
+            HKG_CUDA(cudaMemcpy(c->d_len, c->h_len, (size_t)c->n_layers * c->n_kv * 4,
+                                cudaMemcpyHostToDevice), err);
+            return HKM_OK;
+        }
+        if (next != HKM_OK) {
+            *err = next_err;
+            return next;
+        }
+    }
+    HKG_CUDA(cudaStreamSynchronize(g->stream), err);
+    return HKM_OK;
+}
+
 hkm_status hkm_gpu_generate_greedy(hkm_gpu_model *g, hkm_gpu_cache *c, const int32_t *prompt,
                                    int n_prompt, int max_new, int32_t eos_id, int32_t *out,
                                    int *n_out, hkm_err *err) {
@@ -769,6 +848,8 @@ hkm_status hkm_gpu_generate_greedy(hkm_gpu_model *g, hkm_gpu_cache *c, const int
         HKM_TRY(forward(g, c, prompt + i, m, last ? HKM_LOGITS_LAST : HKM_LOGITS_NONE, NULL,
                         NULL, err));
     }
+    pd_decide(g);
+    if (g->persist == HKG_PD_ON) return greedy_persist(g, c, max_new, eos_id, out, n_out, err);
     for (int k = 0; k < max_new; k++) {
         int32_t tok;
         HKM_TRY(next_token(g, &tok, err));

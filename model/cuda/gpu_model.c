@@ -311,6 +311,10 @@ void hkm_gpu_model_free(hkm_gpu_model *g) {
     cudaFree(g->pd_layers);
     cudaFree(g->pd_wdT);
     cudaFree(g->pd_scratch);
+    if (g->pd_tok) cudaFreeHost(g->pd_tok);
+    if (g->logits_pin) cudaFreeHost(g->logits_pin);
+    for (int i = 0; i < 2; i++)
+        if (g->pd_ev[i]) cudaEventDestroy(g->pd_ev[i]);
     if (g->blas) cublasDestroy(g->blas);
     if (g->stream) cudaStreamDestroy(g->stream);
     free(g->layers);

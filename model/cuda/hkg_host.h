@@ -90,6 +90,9 @@ struct hkm_gpu_model {
     hkg_bf16 *pd_wdT;        /* (n_layers, ff, d) down projections transposed */
     void *pd_scratch;
     size_t pd_bytes;
+    int32_t *pd_tok;         /* (2) pinned host: greedy tokens, by step parity */
+    cudaEvent_t pd_ev[2];    /* each slot's token has landed */
+    float *logits_pin;       /* (vocab) pinned host: a decode step's logits */
     /* capture buffers, grown on demand */
     float *probs;
     size_t probs_cap;   /* floats */

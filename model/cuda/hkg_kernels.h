@@ -152,20 +152,25 @@ typedef struct {
  * cooperative launch (k_decode_persist.cu). Same cache layout and lengths as
  * the attention kernels: layer l's K of KV head h starts at row off[h] of
  * kv_base + l*kv_lstride, its V kv_vofs elements after its K; the new K/V go
- * to row off[h] + len[l*KV + h]; lengths are not advanced here. */
+ * to row off[h] + len[l*KV + h], and the kernel advances every len by one
+ * (no copy from the host between tokens). */
 typedef struct {
     const hkg_pd_layer *layers;       /* device array (n_layers) */
     int n_layers, d, ff, H, KV, hd, vocab;
     float eps;
     const hkg_bf16 *tok_emb, *lm_head; /* (vocab, d) */
     const float *out_norm, *inv_freq;  /* (d), (hd/2) */
-    const int32_t *ids, *pos;          /* (1) each: token and its position */
-    const int32_t *off, *len;          /* (KV), (n_layers, KV) */
+    int32_t id, pos;                   /* the token (unless id_dev) and its position */
+    const int32_t *id_dev;             /* (1) or NULL: the token on the device (greedy) */
+    const int32_t *off;                /* (KV) */
+    int32_t *len;                      /* (n_layers, KV), advanced by one */
     hkg_bf16 *kv_base;
     size_t kv_lstride, kv_vofs;        /* elements */
     int prefetch;                      /* 1: lm_head into L2 during the last layer */
-    void *scratch;                     /* hkg_pd_scratch_bytes, 256-byte aligned */
+    void *scratch;                     /* hkg_pd_scratch_bytes, 256-byte aligned,
+                                        * zeroed once; launches leave it so */
     float *logits;                     /* (vocab) */
+    int32_t *argmax;                   /* (1) or NULL: the logits' argmax (ties: lowest) */
     /* test knobs (0: off): read every weight from global memory; stage at
      * most this many keys per block (the rest read from global memory);
      * regions the producer warp keeps in flight (0: the default, < 0: no

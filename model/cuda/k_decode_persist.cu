@@ -257,7 +257,7 @@ static __device__ __forceinline__ int share1(int n) { return part0(n, blockIdx.x
  * memory. */
 typedef struct {
     int tb;          /* tables: layer table, lengths, offsets, RoPE cos and sin */
-    int xs, xf, qb, so, pc, mw, oh, hs, red;
+    int xs, xf, qb, pc, mw, oh, hs, red;
     int nw1, nw2, qkn; /* attn_norm, ffn_norm, q_norm + k_norm */
     int w_qkv, w_o, w_gu, w_down;
     int kv, sc;      /* K rows then V rows (kv_keys + 1 each), scores (grp, kv_keys + 1) */
@@ -293,7 +293,6 @@ static __host__ __device__ pd_smem pd_smem_plan(const hkg_pd_args *a, int S, int
     m.xs = o, o += up4(in / 2 + 1);
     m.xf = o, o += up4(d);
     m.qb = o, o += up4((grp + 2) * hd);
-    m.so = o, o += up4(PD_THREADS * 2);
     m.pc = o, o += S * PD_PS(hd);
     m.mw = o, o += up4(S + 2);
     m.oh = o, o += up4(hd);
@@ -313,7 +312,9 @@ static __host__ __device__ pd_smem pd_smem_plan(const hkg_pd_args *a, int S, int
         o = base;
         for (int i = 0; i < nw; i++) o += up4(wsz[i]);
         const int left = limit_floats - o - up4(per_key) - 8;
-        if (nw == 0 || left >= PD_MIN_KV_KEYS * per_key) break;
+        if (nw == 0 || (left >= PD_MIN_KV_KEYS * per_key &&
+                        left >= PD_THREADS * 8 + PD_MIN_KV_KEYS * grp + 4))
+            break;
         nw--;
     }
     o = base;
@@ -325,7 +326,9 @@ static __host__ __device__ pd_smem pd_smem_plan(const hkg_pd_args *a, int S, int
     const int left = limit_floats - o - up4(per_key) - 8;
     m.kv_keys = left > 0 ? left / per_key : 0;
     if (a->kv_keys_max > 0 && m.kv_keys > a->kv_keys_max) m.kv_keys = a->kv_keys_max;
-    m.kv = o, o += up4((m.kv_keys + 1) * hd);
+    /* K then V rows; also phase B's sums of its key subsets at the end */
+    const int kvf = (m.kv_keys + 1) * hd;
+    m.kv = o, o += up4(kvf > PD_THREADS * 8 ? kvf : PD_THREADS * 8);
     m.sc = o, o += up4(grp * (m.kv_keys + 1));
     m.total = o;
     return m;
@@ -347,7 +350,8 @@ static __device__ __forceinline__ float sum_copies(const float *c, int d, int i)
 /* The launch's arguments plus the scratch carved from a->scratch. */
 typedef struct {
     hkg_pd_args a;
-    unsigned *bar;  /* (1) grid barrier arrivals */
+    unsigned *bar;  /* (2) grid barrier arrivals, blocks out (pd_exit) */
+    unsigned long long *amax; /* (1) the logits' argmax so far (amax_key), for a.argmax */
     float *dA;      /* (2, d): attention output of a layer, by parity */
     float *dD;      /* (2, PD_DREP, d): MLP output copies, by parity */
     float *qkv;     /* ((H + 2KV) hd) */
@@ -357,6 +361,37 @@ typedef struct {
     int window;     /* regions in flight at most (producer), 0: no limit */
     unsigned long long *trace; /* HKG_PD_TRACE */
 } pd_params;
+
+/* The last block out (every block's last grid-barrier poll is behind it)
+ * advances the cache lengths, which every block read at its start, writes
+ * the argmax and zeroes the barrier state for the next launch: no copy or
+ * memset between tokens. Consumer threads only; `last`: shared memory. */
+static __device__ void pd_exit(const pd_params &P, int *last) {
+    if (threadIdx.x == 0) {
+        __threadfence(); /* the block's argmax first */
+        *last = atomicAdd(P.bar + 1, 1u) == gridDim.x - 1;
+        if (*last) __threadfence();
+    }
+    csync();
+    if (!*last) return;
+    /* one thread a length: one after another, a round trip each, they cost ~30 us */
+    for (int i = threadIdx.x; i < P.a.n_layers * P.a.KV; i += PD_THREADS) P.a.len[i]++;
+    if (threadIdx.x == 0) {
+        const unsigned long long k = atomicExch(P.amax, 0ull);
+        if (P.a.argmax) *P.a.argmax = k ? (int)(0xffffffffu - (unsigned)k) : 0;
+        P.bar[0] = 0, P.bar[1] = 0;
+    }
+}
+
+/* (logit v, vocab index i) as one integer whose max is the argmax: v's bits
+ * made order-preserving, then the index flipped so that ties go to the
+ * lowest (as hkg_argmax); 0 = none (NaN is never picked). */
+static __device__ __forceinline__ unsigned long long amax_key(float v, int i) {
+    if (v != v) return 0;
+    unsigned u = __float_as_uint(v);
+    u = (u & 0x80000000u) ? ~u : u | 0x80000000u;
+    return ((unsigned long long)u << 32) | (0xffffffffu - (unsigned)i);
+}
 
 /* The tables in shared memory. */
 static __device__ __forceinline__ const hkg_pd_layer &layer_of(const pd_smem &lay,
@@ -381,7 +416,7 @@ static __device__ void load_tables(const hkg_pd_args &a, const pd_smem &lay, flo
     for (int i = threadIdx.x; i < nlen; i += blockDim.x) t[nl + i] = a.len[i];
     for (int i = threadIdx.x; i < a.KV; i += blockDim.x) t[nl + nlen + i] = a.off[i];
     /* RoPE's cos and sin at this token's position, once instead of per layer */
-    const float pos = (float)*a.pos;
+    const float pos = (float)a.pos;
     for (int i = threadIdx.x; i < a.hd / 2; i += blockDim.x) {
         float sn, cs;
         sincosf(pos * a.inv_freq[i], &sn, &cs);
@@ -576,6 +611,7 @@ static __device__ void phase_attn(const pd_params &P, const pd_smem &lay, int l,
     }
     stage_wait(mb + R_K, l & 1); /* this split's K rows, q/k norm weights; publishes qb */
     release(0, l, a.n_layers); /* phase A */
+    if (l > 0) release(3, l - 1, a.n_layers); /* layer l-1's MLP regions */
     if (L.q_norm) { /* as hkg_head_rmsnorm, q heads and k */
         for (int slot = warp; slot <= grp; slot += PD_WARPS) {
             float *p = qb + slot * hd;
@@ -615,9 +651,15 @@ static __device__ void phase_attn(const pd_params &P, const pd_smem &lay, int l,
     mark(sy, 0);
 
     const float scale = rsqrtf((float)hd);
-    const int nch = hd / 8, E2 = grp * hd / 2, TS = E2 >= PD_THREADS ? 1 : PD_THREADS / E2;
-    const int ts = E2 >= PD_THREADS ? 0 : (int)threadIdx.x / E2;
-    float acc[2][2] = {{0.0f, 0.0f}, {0.0f, 0.0f}};
+    const int nch = hd / 8;
+    /* P.V: a thread per (head, 8-dim chunk) owner and key subset ts (keys
+     * ts, ts + TS, ..), 8 independent sums; the subsets are added at the end */
+    const int E8 = grp * nch, TS = PD_THREADS / E8;
+    const int ts = (int)threadIdx.x / E8, e8 = (int)threadIdx.x % E8;
+    const int pgh = e8 / nch, pch = e8 % nch;
+    float acc[8];
+#pragma unroll
+    for (int i = 0; i < 8; i++) acc[i] = 0.0f;
     int rows = ns + (s == 0), next = u.kb + ns;
     for (int c = 0;; c++) {
         if (c > 0) { /* a further chunk straight from the cache */
@@ -673,6 +715,7 @@ static __device__ void phase_attn(const pd_params &P, const pd_smem &lay, int l,
                 }
             }
             reduce_heads<MG, true>(mx, grp, rw, Th);
+            if (c == 0) mark(sy, 2);
             if ((int)threadIdx.x < grp) {
                 const float mo = Mh[threadIdx.x], mn = fmaxf(mo, Th[threadIdx.x]);
                 Fh[threadIdx.x] = mo == -INFINITY ? 0.0f : __expf(mo - mn);
@@ -693,56 +736,47 @@ static __device__ void phase_attn(const pd_params &P, const pd_smem &lay, int l,
             reduce_heads<MG, false>(ls, grp, rw, Th); /* its barriers publish sc */
             if ((int)threadIdx.x < grp)
                 Lh[threadIdx.x] = Lh[threadIdx.x] * Fh[threadIdx.x] + Th[threadIdx.x];
-            if (c == 0) mbar_wait(mb + R_V, l & 1);
-            /* P.V: (head, dims 2dp, 2dp+1) per thread, keys ts, ts + TS, .. */
-            if (ts < TS)
+            if (c == 0) mbar_wait(mb + R_V, l & 1), mark(sy, 3);
+            if (ts < TS) {
+                const float f = Fh[pgh], *pg = sc + pgh * KR;
 #pragma unroll
-                for (int k = 0; k < 2; k++) {
-                    const int e = E2 >= PD_THREADS ? (int)threadIdx.x + k * PD_THREADS
-                                                   : (k == 0 ? (int)threadIdx.x % E2 : E2);
-                    if (e >= E2) continue;
-                    const int g = e / (hd / 2), dp = e - g * (hd / 2);
-                    const float f = Fh[g], *pg = sc + g * KR;
-                    float a0 = acc[k][0] * f, a1 = acc[k][1] * f;
-#pragma unroll 4
-                    for (int j = ts; j < rows; j += TS) {
-                        const float2 v = __bfloat1622float2(
-                            reinterpret_cast<const __nv_bfloat162 *>(Vs + (size_t)j * hd)[dp]);
-                        a0 = fmaf(pg[j], v.x, a0);
-                        a1 = fmaf(pg[j], v.y, a1);
-                    }
-                    acc[k][0] = a0, acc[k][1] = a1;
+                for (int i = 0; i < 8; i++) acc[i] *= f;
+#pragma unroll 2
+                for (int j = ts; j < rows; j += TS) {
+                    float vf[8];
+                    unpack8(reinterpret_cast<const uint4 *>(Vs + (size_t)j * hd)[pch], vf);
+                    const float pr = pg[j];
+#pragma unroll
+                    for (int i = 0; i < 8; i++) acc[i] = fmaf(pr, vf[i], acc[i]);
                 }
+            }
             csync(); /* the chunk's rows and sc are free */
         }
         if (next >= u.ke) break;
     }
     mark(sy, 1);
-    /* this split's partial per query head: {max, sum, -, -, o} */
-    float *so = sm + lay.so;
-    if (TS > 1) {
-        if (ts < TS) so[(ts * E2 + (int)threadIdx.x % E2) * 2] = acc[0][0],
-                     so[(ts * E2 + (int)threadIdx.x % E2) * 2 + 1] = acc[0][1];
-        csync();
-    }
-    for (int k = 0; k < 2; k++) {
-        const int e = (int)threadIdx.x + k * PD_THREADS;
-        if (e >= E2) break;
-        float o0 = acc[k][0], o1 = acc[k][1];
-        if (TS > 1) {
-            o0 = o1 = 0.0f;
-            for (int t2 = 0; t2 < TS; t2++) o0 += so[(t2 * E2 + e) * 2], o1 += so[(t2 * E2 + e) * 2 + 1];
-        }
-        const int g = e / (hd / 2), dp = e - g * (hd / 2);
+    /* this split's partial per query head: {max, sum, -, -, o}; the subsets'
+     * sums meet in the K/V rows, free now (at least PD_THREADS * 8 floats, see
+     * pd_smem_plan) */
+    float *red = sm + lay.kv;
+    if (ts < TS)
+#pragma unroll
+        for (int i = 0; i < 8; i++) red[(ts * E8 + e8) * 8 + i] = acc[i];
+    csync();
+    for (int o = threadIdx.x; o < grp * hd; o += PD_THREADS) {
+        const int g = o / hd, dim = o - g * hd, r = (g * nch + dim / 8) * 8 + dim % 8;
+        float v = 0.0f;
+#pragma unroll 4
+        for (int t2 = 0; t2 < TS; t2++) v += red[t2 * E8 * 8 + r];
         float *dst = P.part + ((size_t)(kvh * grp + g) * S + s) * PD_PS(hd);
-        dst[4 + 2 * dp] = o0, dst[5 + 2 * dp] = o1;
-        if (dp == 0) dst[0] = Mh[g], dst[1] = Lh[g];
+        dst[4 + dim] = v;
+        if (dim == 0) dst[0] = Mh[g], dst[1] = Lh[g];
     }
 }
 
 /* Phase C (see the top of the file). */
 static __device__ void phase_wo(const pd_params &P, const pd_smem &lay, int l, float *sm,
-                                float *dA, unsigned long long *mb) {
+                                float *dA, const pd_sync &sy, unsigned long long *mb) {
     const hkg_pd_args &a = P.a;
     const hkg_pd_layer &L = layer_of(lay, sm, l);
     const int hd = a.hd, S = P.S, PS = PD_PS(hd), warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -758,6 +792,7 @@ static __device__ void phase_wo(const pd_params &P, const pd_smem &lay, int l, f
     for (int t = threadIdx.x; t < S * PS / 4; t += PD_THREADS)
         reinterpret_cast<float4 *>(pc)[t] = __ldcg(src + t);
     csync();
+    mark(sy, 0);
     release(1, l, a.n_layers); /* phase B */
     if (warp == 0) {
         float M = -INFINITY;
@@ -780,7 +815,9 @@ static __device__ void phase_wo(const pd_params &P, const pd_smem &lay, int l, f
         for (int t = 0; t < S; t++) acc = fmaf(pc[t * PS + 4 + dd], mw[t], acc); /* mw 0: empty */
         oh[dd] = bf2f(f2bf(acc / mw[S])); /* the per-kernel path's bf16 attn */
     }
+    mark(sy, 1);
     stage_wait(mb + R_WO, l & 1); /* the wo slice; also publishes oh */
+    mark(sy, 2);
     /* rows: lpk lanes each, one 16-byte chunk per lane */
     int lpk = 1;
     while (lpk * 8 < hd) lpk <<= 1;
@@ -807,13 +844,15 @@ static __device__ void phase_wo(const pd_params &P, const pd_smem &lay, int l, f
 /* Phase D after the norm: gate/up slice, SwiGLU, down share into dD. */
 template <bool SGU>
 static __device__ void phase_mlp(const pd_params &P, const pd_smem &lay, int l, float *sm,
-                                 const uint4 *xs4, float *dD, unsigned long long *mb) {
+                                 const uint4 *xs4, float *dD, const pd_sync &sy,
+                                 unsigned long long *mb) {
     const hkg_pd_args &a = P.a;
     const hkg_pd_layer &L = layer_of(lay, sm, l);
     const int d = a.d, ff = a.ff, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int c0 = share0(ff / 8), c1 = share1(ff / 8), nc = c1 - c0, j0 = 8 * c0;
     float *hs = sm + lay.hs;
     mbar_wait(mb + R_UP, l & 1); /* R_GATE: waited before the norm */
+    mark(sy, 1);
     for (int j = j0 + warp; j < 8 * c1; j += PD_WARPS) {
         const bf16 *w[2];
         if (SGU) {
@@ -826,7 +865,9 @@ static __device__ void phase_mlp(const pd_params &P, const pd_smem &lay, int l, 
         warp_dots<2, SGU>(w, d / 8, xs4, v);
         if (lane == 0) hs[j - j0] = bf2f(f2bf(v[0] / (1.0f + expf(-v[0])) * v[1]));
     }
+    mark(sy, 2);
     stage_wait(mb + R_DOWN, l & 1); /* also publishes hs */
+    mark(sy, 3);
     if (nc <= 0) return;
     /* the block's (nc*8, d) slice of the transposed down projection, staged
      * or in global memory */
@@ -877,7 +918,8 @@ static __global__ void __launch_bounds__(PD_BLOCK, 1) decode_persist_kernel(pd_p
         return;
     }
     {
-        const bf16 *e = (const bf16 *)a.tok_emb + (size_t)*a.ids * d;
+        const int id = a.id_dev ? *a.id_dev : a.id;
+        const bf16 *e = (const bf16 *)a.tok_emb + (size_t)id * d;
         for (int i = threadIdx.x; i < d; i += PD_THREADS) xf[i] = bf2f(e[i]);
     }
     for (int l = 0; l < a.n_layers; l++) {
@@ -901,7 +943,6 @@ static __global__ void __launch_bounds__(PD_BLOCK, 1) decode_persist_kernel(pd_p
             for (int k = 0; k < 2; k++)
                 if (ra + k * PD_WARPS < share1(qkvw)) bias[k] = L.bqkv[ra + k * PD_WARPS];
         stage_wait(mb + R_QKV, l & 1);
-        if (l > 0) release(3, l - 1, a.n_layers); /* layer l-1's MLP regions */
         block_norm(xf, pd_sm + lay.nw1, d, a.eps, xs, red);
         mark(sy, 1);
         for (int r = ra; r < share1(qkvw); r += PD_WARPS) {
@@ -922,10 +963,13 @@ static __global__ void __launch_bounds__(PD_BLOCK, 1) decode_persist_kernel(pd_p
         grid_sync(sy);
         /* B: attention partials */
         if ((int)blockIdx.x < a.KV * P.S) phase_attn<MG>(P, lay, l, pd_sm, sy, mb);
-        else release(0, l, a.n_layers);
+        else {
+            release(0, l, a.n_layers);
+            if (l > 0) release(3, l - 1, a.n_layers);
+        }
         grid_sync(sy);
         /* C: merge + wo into dA */
-        phase_wo(P, lay, l, pd_sm, dA, mb);
+        phase_wo(P, lay, l, pd_sm, dA, sy, mb);
         grid_sync(sy);
         /* D: norm of x_l + dA, MLP into dD */
         for (int i = threadIdx.x; i < d; i += PD_THREADS) xf[i] += __ldcg(dA + i);
@@ -934,8 +978,8 @@ static __global__ void __launch_bounds__(PD_BLOCK, 1) decode_persist_kernel(pd_p
         release(2, l, a.n_layers);
         mark(sy, 0);
         float *dDb = dD + (size_t)(blockIdx.x % PD_DREP) * d;
-        if (lay.w_gu >= 0) phase_mlp<true>(P, lay, l, pd_sm, xs4, dDb, mb);
-        else phase_mlp<false>(P, lay, l, pd_sm, xs4, dDb, mb);
+        if (lay.w_gu >= 0) phase_mlp<true>(P, lay, l, pd_sm, xs4, dDb, sy, mb);
+        else phase_mlp<false>(P, lay, l, pd_sm, xs4, dDb, sy, mb);
         grid_sync(sy);
     }
     /* logits */
@@ -945,6 +989,7 @@ static __global__ void __launch_bounds__(PD_BLOCK, 1) decode_persist_kernel(pd_p
         block_norm(xf, a.out_norm, d, a.eps, xs, red);
     }
     const int v0 = share0(a.vocab), v1 = share1(a.vocab);
+    unsigned long long best = 0; /* amax_key of the warp's rows */
     for (int r = v0 + 4 * warp; r < v1; r += 4 * PD_WARPS) {
         if (r + 4 <= v1) {
             const bf16 *w[4];
@@ -954,20 +999,39 @@ static __global__ void __launch_bounds__(PD_BLOCK, 1) decode_persist_kernel(pd_p
             warp_dots<4, false>(w, d / 8, xs4, v);
             if (lane == 0)
 #pragma unroll
-                for (int k = 0; k < 4; k++) a.logits[r + k] = v[k];
+                for (int k = 0; k < 4; k++) {
+                    a.logits[r + k] = v[k];
+                    const unsigned long long key = amax_key(v[k], r + k);
+                    best = key > best ? key : best;
+                }
         } else {
             for (int k = r; k < v1; k++) {
                 const bf16 *w = bfp(a.lm_head) + (size_t)k * d;
                 float v;
                 warp_dots<1, false>(&w, d / 8, xs4, &v);
-                if (lane == 0) a.logits[k] = v;
+                if (lane == 0) {
+                    a.logits[k] = v;
+                    const unsigned long long key = amax_key(v, k);
+                    best = key > best ? key : best;
+                }
             }
+        }
+    }
+    if (a.argmax) { /* the block's best, then one atomic a block */
+        __shared__ unsigned long long wbest[PD_WARPS];
+        if (lane == 0) wbest[warp] = best;
+        csync();
+        if (threadIdx.x == 0) {
+            for (int w = 1; w < PD_WARPS; w++) best = wbest[w] > best ? wbest[w] : best;
+            atomicMax(P.amax, best);
         }
     }
     if (P.trace && threadIdx.x == 0)
         P.trace[((size_t)sy.ev * gridDim.x + blockIdx.x) * 6] = global_ns();
     if (P.trace && blockIdx.x == 0 && threadIdx.x == 0)
         P.trace[clk_at + 2] = clock64(), P.trace[clk_at + 3] = global_ns();
+    __shared__ int last;
+    pd_exit(P, &last);
 }
 
 /* ---------------------------------------------------------------- transpose */
@@ -1027,14 +1091,15 @@ static int pd_limit(void) {
 
 static size_t align256(size_t b) { return (b + 255) / 256 * 256; }
 
-/* Carve the scratch: the barrier and the deltas first (zeroed per launch),
- * then qkv and the partials. */
+/* Carve the scratch: the barrier state (arrivals, exits: zero between
+ * launches, see pd_exit), the deltas (zeroed per layer before use), qkv and
+ * the partials. */
 static size_t pd_carve(pd_params *P, const hkg_pd_args *a, int nb) {
     const size_t qkvw = (size_t)(a->H + 2 * a->KV) * a->hd;
     const int S = nb / a->KV > 0 ? nb / a->KV : 1;
     char *p = (char *)a->scratch;
     size_t o = 0;
-    if (P) P->bar = (unsigned *)p, P->S = S;
+    if (P) P->bar = (unsigned *)p, P->amax = (unsigned long long *)(p + 8), P->S = S;
     o += 256;
     if (P) P->dA = (float *)(p + o), P->dD = P->dA + 2 * (size_t)a->d;
     o += align256((size_t)a->d * 4 * (2 + 2 * PD_DREP));
@@ -1045,10 +1110,6 @@ static size_t pd_carve(pd_params *P, const hkg_pd_args *a, int nb) {
     return o;
 }
 
-/* Bytes zeroed before each launch: the barrier and the deltas. */
-static size_t pd_zeroed(const hkg_pd_args *a) {
-    return 256 + align256((size_t)a->d * 4 * (2 + 2 * PD_DREP));
-}
 
 /* HKG_PD_TRACE: the 20th launch's phase and barrier times, to stderr. */
 static unsigned long long *trace_buf;
@@ -1124,7 +1185,7 @@ extern "C" int hkg_pd_supported(const hkg_pd_args *a) {
     }
     const int S = nb / KV > 0 ? nb / KV : 1;
     const pd_smem m = pd_smem_plan(a, S, nb, pd_limit());
-    return coop && nb >= KV && m.kv_keys >= 1;
+    return coop && nb >= KV && m.kv_keys >= 1 && m.total <= pd_limit();
 }
 
 extern "C" size_t hkg_pd_scratch_bytes(const hkg_pd_args *a) {
@@ -1159,8 +1220,6 @@ extern "C" cudaError_t hkg_decode_persistent(const hkg_pd_args *a, cudaStream_t 
         if (per_sm < 1) return cudaErrorCooperativeLaunchTooLarge;
         smem_set[mg] = smem;
     }
-    e = cudaMemsetAsync(a->scratch, 0, pd_zeroed(a), s);
-    if (e != cudaSuccess) return e;
     P.trace = NULL;
     const int events = 1 + 4 * a->n_layers;
     if (getenv("HKG_PD_TRACE")) {
