@@ -18,14 +18,17 @@
  *   D  RMSNorm of x_l + dA, the block's slice of the gate/up rows + SwiGLU,
  *      then that slice's share of the down product added into dD[p] (one of
  *      PD_DREP copies)
- * then RMSNorm + lm_head rows -> logits. The atomics make the residual's low
- * bits depend on the order blocks finish in; numerics otherwise follow the
- * per-kernel path (bf16 products, fp32 accumulation, the same roundings).
+ * then RMSNorm + lm_head rows -> logits (and, for greedy decode, their
+ * argmax). The atomics make the residual's low bits depend on the order
+ * blocks finish in; numerics otherwise follow the per-kernel path (bf16
+ * products, fp32 accumulation, the same roundings). The last block out
+ * advances the cache lengths and resets the barrier (pd_exit), so tokens
+ * follow each other with no host work in between.
  *
- * Bulk copies (TMA) bring each block's slices of layer l into shared memory
- * while layer l-1 waits at its last barrier: G1 attn_norm + qkv rows, G2 K/V
- * rows, G3 ffn_norm + wo slice, G4 gate/up rows, G5 the transposed down
- * slice, each completing an mbarrier that the phase using it waits on. A
+ * A producer warp per block brings the block's slices of each layer into
+ * shared memory by bulk copies (TMA), region by region (see issue_region),
+ * each as soon as the phase that read it in the layer before has released
+ * it; each region completes an mbarrier that the phase using it waits on. A
  * weight region that does not fit in shared memory is read from global
  * memory instead, and keys past the staged ones in chunks.
  * Hopper (sm_90) code: bulk copies, mbarrier byte counts, vector reductions. */
@@ -156,7 +159,9 @@ static __device__ __forceinline__ void grid_sync(pd_sync &g) {
  * producer's wait. Called after the next phase's first global reads, not
  * at the grid barrier: the copies it unblocks would queue the barrier's and
  * those reads' traffic behind them (HKG_PD_TRACE: barriers 5.1 -> 4.9 us
- * per layer). */
+ * per layer). The MLP regions (phase D) are released in the next layer's
+ * phase B, not A: their 5 MB streamed during A's barrier had made it 2.2 us
+ * instead of 1.0 (B's shared-memory work does not mind them). */
 static __device__ __forceinline__ int pd_free_bar(int ph, int l) { return 2 + 2 * ph + (l & 1); }
 static __device__ __forceinline__ void release(int ph, int l, int n_layers) {
     if (l + 1 < n_layers) /* the last layer's regions are not copied into again */
@@ -264,7 +269,7 @@ typedef struct {
     int kv_keys;     /* cache keys staged per block; one more row for the new key */
     int rows_a;      /* qkv rows per block at most */
     int rows_c, bph; /* wo rows per block at most, blocks per query head */
-    int chunks_d;    /* 8-row chunks of ff per block at most */
+    int rows_d;      /* rows of ff per block at most */
     int total;
 } pd_smem;
 
@@ -287,7 +292,7 @@ static __host__ __device__ pd_smem pd_smem_plan(const hkg_pd_args *a, int S, int
     m.rows_a = (qkvw + nb - 1) / nb;
     m.bph = nb / a->H;
     m.rows_c = m.bph > 0 ? (d + m.bph - 1) / m.bph : d;
-    m.chunks_d = (a->ff / 8 + nb - 1) / nb;
+    m.rows_d = (a->ff + nb - 1) / nb;
     int o = 0;
     m.tb = o, o += up4(tb_rope(a) + hd);
     m.xs = o, o += up4(in / 2 + 1);
@@ -296,7 +301,7 @@ static __host__ __device__ pd_smem pd_smem_plan(const hkg_pd_args *a, int S, int
     m.pc = o, o += S * PD_PS(hd);
     m.mw = o, o += up4(S + 2);
     m.oh = o, o += up4(hd);
-    m.hs = o, o += m.chunks_d * 8;
+    m.hs = o, o += up4(m.rows_d);
     m.red = o, o += up4(PD_WARPS * PD_MAX_GRP + 4 * PD_MAX_GRP);
     m.nw1 = o, o += up4(d);
     m.nw2 = o, o += up4(d);
@@ -305,8 +310,8 @@ static __host__ __device__ pd_smem pd_smem_plan(const hkg_pd_args *a, int S, int
     const int per_key = hd + grp; /* K and V rows (hd bf16 each), a score per head */
     /* weights in phase order, then K/V; drop weights from the last phase
      * back until the K/V region holds PD_MIN_KV_KEYS keys */
-    const int wsz[4] = {m.rows_a * d / 2, m.rows_c * hd / 2, m.chunks_d * 8 * 2 * d / 2,
-                        d * m.chunks_d * 8 / 2};
+    const int wsz[4] = {m.rows_a * d / 2, m.rows_c * hd / 2, m.rows_d * 2 * d / 2,
+                        d * m.rows_d / 2};
     int nw = a->no_stage ? 0 : 4;
     for (;;) {
         o = base;
@@ -513,16 +518,16 @@ static __device__ void issue_region(const pd_params &P, const pd_smem &lay, floa
         tma_copy(sm + lay.qkn, L.q_norm, qn, mb);
         tma_copy(sm + lay.qkn + hd, L.k_norm, qn, mb);
     } else {
-        const int c0 = share0(a.ff / 8), nc = share1(a.ff / 8) - c0;
+        const int j0 = share0(a.ff), nr = share1(a.ff) - j0;
         const unsigned nb = r == R_GATE ? (unsigned)d * 4 : 0;
-        unsigned wb = (unsigned)nc * 8 * d * 2;
+        unsigned wb = (unsigned)nr * d * 2;
         if ((r == R_DOWN ? lay.w_down : lay.w_gu) < 0) wb = 0;
         mbar_expect(mb, nb + wb);
         tma_copy(sm + lay.nw2, L.ffn_norm, nb, mb);
         bf16 *gs = reinterpret_cast<bf16 *>(sm + lay.w_gu);
-        if (r == R_GATE) tma_copy(gs, L.wgu + (size_t)c0 * 8 * d, wb, mb);
-        if (r == R_UP) tma_copy(gs + (size_t)nc * 8 * d, L.wgu + ((size_t)a.ff + c0 * 8) * d, wb, mb);
-        if (r == R_DOWN) tma_copy(sm + lay.w_down, L.wdownT + (size_t)c0 * 8 * d, wb, mb);
+        if (r == R_GATE) tma_copy(gs, L.wgu + (size_t)j0 * d, wb, mb);
+        if (r == R_UP) tma_copy(gs + (size_t)nr * d, L.wgu + ((size_t)a.ff + j0) * d, wb, mb);
+        if (r == R_DOWN) tma_copy(sm + lay.w_down, L.wdownT + (size_t)j0 * d, wb, mb);
     }
 }
 
@@ -849,15 +854,15 @@ static __device__ void phase_mlp(const pd_params &P, const pd_smem &lay, int l, 
     const hkg_pd_args &a = P.a;
     const hkg_pd_layer &L = layer_of(lay, sm, l);
     const int d = a.d, ff = a.ff, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int c0 = share0(ff / 8), c1 = share1(ff / 8), nc = c1 - c0, j0 = 8 * c0;
+    const int j0 = share0(ff), j1 = share1(ff), nr = j1 - j0; /* the block's rows of ff */
     float *hs = sm + lay.hs;
     mbar_wait(mb + R_UP, l & 1); /* R_GATE: waited before the norm */
     mark(sy, 1);
-    for (int j = j0 + warp; j < 8 * c1; j += PD_WARPS) {
+    for (int j = j0 + warp; j < j1; j += PD_WARPS) {
         const bf16 *w[2];
         if (SGU) {
             const bf16 *gs = reinterpret_cast<const bf16 *>(sm + lay.w_gu);
-            w[0] = gs + (size_t)(j - j0) * d, w[1] = gs + (size_t)(nc * 8 + j - j0) * d;
+            w[0] = gs + (size_t)(j - j0) * d, w[1] = gs + (size_t)(nr + j - j0) * d;
         } else {
             w[0] = bfp(L.wgu) + (size_t)j * d, w[1] = bfp(L.wgu) + (size_t)(ff + j) * d;
         }
@@ -868,8 +873,8 @@ static __device__ void phase_mlp(const pd_params &P, const pd_smem &lay, int l, 
     mark(sy, 2);
     stage_wait(mb + R_DOWN, l & 1); /* also publishes hs */
     mark(sy, 3);
-    if (nc <= 0) return;
-    /* the block's (nc*8, d) slice of the transposed down projection, staged
+    if (nr <= 0) return;
+    /* the block's (nr, d) slice of the transposed down projection, staged
      * or in global memory */
     const bf16 *dt = lay.w_down >= 0 ? reinterpret_cast<const bf16 *>(sm + lay.w_down)
                                      : bfp(L.wdownT) + (size_t)j0 * d;
@@ -877,7 +882,7 @@ static __device__ void phase_mlp(const pd_params &P, const pd_smem &lay, int l, 
      * adds to the same d addresses queue at a few L2 slices */
     for (int i = 4 * threadIdx.x; i < d; i += 4 * PD_THREADS) {
         float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-        for (int j = 0; j < nc * 8; j++) {
+        for (int j = 0; j < nr; j++) {
             const uint2 w = *reinterpret_cast<const uint2 *>(dt + (size_t)j * d + i);
             const float h = hs[j];
             acc[0] = fmaf(__uint_as_float(w.x << 16), h, acc[0]);
