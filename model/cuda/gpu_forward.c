@@ -790,12 +790,12 @@ static hkm_status queue_token(hkm_gpu_model *g, int slot, int argmax, hkm_err *e
  * and positions go back, the K/V rows it wrote stay beyond them. */
 static hkm_status greedy_persist(hkm_gpu_model *g, hkm_gpu_cache *c, int max_new, int32_t eos_id,
                                  int32_t *out, int *n_out, hkm_err *err) {
-    if (!g->pd_tok) {
+    if (!g->pd_tok)
         HKG_CUDA(cudaHostAlloc((void **)&g->pd_tok, 2 * sizeof *g->pd_tok, cudaHostAllocDefault),
                  err);
-        for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 2; i++)
+        if (!g->pd_ev[i])
             HKG_CUDA(cudaEventCreateWithFlags(&g->pd_ev[i], cudaEventDisableTiming), err);
-    }
     if (max_new > 0) HKM_TRY(queue_token(g, 0, 1, err)); /* the prompt's last logits */
     for (int k = 0; k < max_new; k++) {
         hkm_err next_err = {{0}};

@@ -379,7 +379,7 @@ static __device__ void pd_exit(const pd_params &P, int *last) {
     }
     csync();
     if (!*last) return;
-    /* one thread a length: one after another, a round trip each, they cost ~30 us */
+    /* a thread a length: by one thread, a round trip each, they took ~30 us */
     for (int i = threadIdx.x; i < P.a.n_layers * P.a.KV; i += PD_THREADS) P.a.len[i]++;
     if (threadIdx.x == 0) {
         const unsigned long long k = atomicExch(P.amax, 0ull);
