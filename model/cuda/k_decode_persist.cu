@@ -168,6 +168,13 @@ static __device__ __forceinline__ void release(int ph, int l, int n_layers) {
         asm volatile("bar.arrive %0, %1;" ::"r"(pd_free_bar(ph, l)), "n"(PD_BLOCK) : "memory");
 }
 
+/* What phase B of layer l frees, after its first global reads: its layer's
+ * qkv regions and the layer before's MLP regions (see release). */
+static __device__ __forceinline__ void release_in_b(int l, int n_layers) {
+    release(0, l, n_layers);
+    if (l > 0) release(3, l - 1, n_layers);
+}
+
 /* generic-proxy reads of a region before bulk copies overwrite it */
 static __device__ __forceinline__ void proxy_fence(void) {
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
@@ -615,8 +622,7 @@ static __device__ void phase_attn(const pd_params &P, const pd_smem &lay, int l,
         qb[t] = __ldcg(P.qkv + src + i);
     }
     stage_wait(mb + R_K, l & 1); /* this split's K rows, q/k norm weights; publishes qb */
-    release(0, l, a.n_layers); /* phase A */
-    if (l > 0) release(3, l - 1, a.n_layers); /* layer l-1's MLP regions */
+    release_in_b(l, a.n_layers);
     if (L.q_norm) { /* as hkg_head_rmsnorm, q heads and k */
         for (int slot = warp; slot <= grp; slot += PD_WARPS) {
             float *p = qb + slot * hd;
@@ -968,10 +974,7 @@ static __global__ void __launch_bounds__(PD_BLOCK, 1) decode_persist_kernel(pd_p
         grid_sync(sy);
         /* B: attention partials */
         if ((int)blockIdx.x < a.KV * P.S) phase_attn<MG>(P, lay, l, pd_sm, sy, mb);
-        else {
-            release(0, l, a.n_layers);
-            if (l > 0) release(3, l - 1, a.n_layers);
-        }
+        else release_in_b(l, a.n_layers);
         grid_sync(sy);
         /* C: merge + wo into dA */
         phase_wo(P, lay, l, pd_sm, dA, sy, mb);
@@ -1178,7 +1181,8 @@ extern "C" int hkg_pd_supported(const hkg_pd_args *a) {
     const int KV = a->KV, nb = pd_blocks();
     if (KV <= 0 || a->H % KV || a->H / KV > PD_MAX_GRP || a->hd % 8 || a->hd < 8 ||
         a->hd > HKG_MAX_HEAD_DIM || a->d % 8 || a->ff % 8 || a->d > PD_MAX_IN ||
-        a->H * a->hd > PD_MAX_IN || a->n_layers <= 0 || a->vocab <= 0 || a->H > nb)
+        a->H * a->hd > PD_MAX_IN || a->n_layers <= 0 || a->vocab <= 0 || a->H > nb ||
+        a->H / KV * (a->hd / 8) > PD_THREADS) /* phase B's P.V: a thread per (head, 8 dims) */
         return 0;
     int dev = 0, coop = 0;
     cudaFuncAttributes fa; /* fails where the build has no code for this device */
