@@ -109,9 +109,13 @@ extern "C" cudaError_t hkg_swiglu_bf16(const hkg_bf16 *gu, int n, int ff, hkg_bf
 #define AMAX_THREADS 1024
 #define AMAX_ILP 8
 
-/* (bv, bi) = the better of it and (ov, oi) */
-static __device__ __forceinline__ void amax_pick(float &bv, int &bi, float ov, int oi) {
-    if (ov > bv || (ov == bv && oi < bi)) bv = ov, bi = oi;
+/* (bv, bi) = the best over the warp, in lane 0 */
+static __device__ __forceinline__ void warp_amax(float &bv, int &bi) {
+    for (int off = 16; off > 0; off >>= 1) {
+        const float ov = __shfl_down_sync(0xffffffffu, bv, off);
+        const int oi = __shfl_down_sync(0xffffffffu, bi, off);
+        if (ov > bv || (ov == bv && oi < bi)) bv = ov, bi = oi;
+    }
 }
 
 static __global__ void __launch_bounds__(AMAX_THREADS) argmax_kernel(const float *x, int cols,
@@ -132,18 +136,14 @@ static __global__ void __launch_bounds__(AMAX_THREADS) argmax_kernel(const float
         for (int k = 0; k < AMAX_ILP; k++) /* indices increase: ties keep the first */
             if (v[k] > bv) bv = v[k], bi = i0 + k * AMAX_THREADS;
     }
-    for (int off = 16; off > 0; off >>= 1)
-        amax_pick(bv, bi, __shfl_down_sync(0xffffffffu, bv, off),
-                  __shfl_down_sync(0xffffffffu, bi, off));
+    warp_amax(bv, bi);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     if (lane == 0) sv[warp] = bv, si[warp] = bi;
     __syncthreads();
     if (warp) return;
     bv = lane < AMAX_THREADS / 32 ? sv[lane] : -INFINITY;
     bi = lane < AMAX_THREADS / 32 ? si[lane] : cols;
-    for (int off = 16; off > 0; off >>= 1)
-        amax_pick(bv, bi, __shfl_down_sync(0xffffffffu, bv, off),
-                  __shfl_down_sync(0xffffffffu, bi, off));
+    warp_amax(bv, bi);
     if (lane == 0) out[blockIdx.x] = bi < cols ? bi : 0;
 }
 
